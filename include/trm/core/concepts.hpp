@@ -1,0 +1,78 @@
+#pragma once
+// The concepts that tie the library together at compile time. A type that violates one is
+// rejected at the point of use with the concept's name in the compiler's message.
+#include <concepts>
+#include <cstdint>
+#include <string>
+
+#include "memory.hpp"
+#include "view.hpp"
+
+namespace trm {
+
+enum class Trans { N, T };
+
+template <class T, MemorySpace S = host_space>
+using CMatrixView = MatrixView<const T, S>;
+template <class T, MemorySpace S = host_space>
+using CVectorView = VectorView<const T, S>;
+template <class T, MemorySpace S = host_space>
+using Tensor3View = View<T, DynExtents<3>, S>;
+template <class T, MemorySpace S = host_space>
+using CTensor3View = View<const T, DynExtents<3>, S>;
+
+// Scalars the layers are instantiated with: float for real work, double for gradient checks.
+template <class T>
+concept Scalar = std::same_as<T, float> || std::same_as<T, double>;
+
+// A backend is a tag type naming its memory space and providing the op set (trm/backend/reference.hpp
+// documents each op). Only a representative part of the op set is spelled out here: enough that a
+// type which is not a backend is rejected by name.
+template <class B>
+concept Backend = requires {
+  typename B::memory_space;
+  { B::name } -> std::convertible_to<const char*>;
+} && MemorySpace<typename B::memory_space> &&
+    requires(MatrixView<float, typename B::memory_space> m, CMatrixView<float, typename B::memory_space> c,
+             VectorView<float, typename B::memory_space> v, CVectorView<float, typename B::memory_space> cv,
+             CVectorView<std::int32_t, typename B::memory_space> ids, Tensor3View<float, typename B::memory_space> t3,
+             CTensor3View<float, typename B::memory_space> ct3) {
+      B::set_num_threads(1);
+      B::synchronize();
+      B::template gemm<float>(Trans::N, Trans::T, 1.0f, c, c, 0.0f, m);
+      B::template copy<float>(c, m);
+      B::template axpy<float>(1.0f, c, m);
+      B::template add<float>(c, c, m);
+      B::template transpose_batched<float>(ct3, t3, false);
+      B::template swiglu_forward<float>(c, m);
+      B::template swiglu_backward<float>(c, c, m);
+      B::template rmsnorm_forward<float>(c, m, v, 1e-5f);
+      B::template rmsnorm_backward<float>(c, cv, c, m, true);
+      B::template softmax_rows<float>(m, 1.0f);
+      B::template softmax_rows_backward<float>(c, c, m, 1.0f);
+      B::template rope<float>(m, c, c, false);
+      B::template gather_rows<float>(c, ids, 1.0f, m);
+      B::template scatter_add_rows<float>(c, ids, 1.0f, m);
+      B::template sum_rows<float>(c, v, true);
+    };
+
+// A layer: named parameters, a per-call cache, forward that fills it, and backward that consumes it,
+// adds into the input gradient and accumulates parameter gradients. The same weights may run many
+// times in one step (TRM: 21 calls), each call with its own cache.
+//   forward(x, y, cache)               y = f(x)
+//   backward(x, y, cache, dy, dx)      dx += (df/dx)^T dy; parameter grads += (df/dtheta)^T dy
+template <class L>
+concept Layer = requires {
+  typename L::scalar_type;
+  typename L::backend_type;
+  typename L::Cache;
+  typename L::input_view;
+  typename L::output_view;
+} && Scalar<typename L::scalar_type> && Backend<typename L::backend_type> &&
+    requires(L& layer, const L& clayer, typename L::Cache& cache, const typename L::Cache& ccache,
+             typename L::input_view in, typename L::output_view out) {
+      clayer.forward(in, out, cache);
+      layer.backward(in, in, ccache, in, out);
+    };
+
+}  // namespace trm

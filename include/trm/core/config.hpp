@@ -1,0 +1,15 @@
+#pragma once
+// Basic types and portability macros shared by every trm header.
+#include <cstddef>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define TRM_HOST_DEVICE __host__ __device__
+#else
+#define TRM_HOST_DEVICE
+#endif
+
+namespace trm {
+// Signed index type, as Eigen and BLAS use: differences of indices stay representable.
+using index_t = std::ptrdiff_t;
+}  // namespace trm

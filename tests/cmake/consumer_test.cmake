@@ -1,0 +1,118 @@
+cmake_minimum_required(VERSION 3.25)
+# Consumer tests, run by CTest as
+#   cmake -DMODE=<find_package|add_subdirectory|pkg_config> -D... -P consumer_test.cmake
+#
+# Inputs: MODE, TRM_BINARY_DIR, TRM_SOURCE_DIR, CONSUMER_DIR, WORK_DIR, CONFIG,
+#         GENERATOR, CXX_COMPILER, EXTRA_ARGS_FILE (cmake file with a list of
+#         extra -D arguments for the consumer configure), PKG_CONFIG,
+#         USE_OPENBLAS, EXPECT_CUDA.
+# Every step must succeed; any failure is a FATAL_ERROR (non-zero exit).
+# pkg_config mode exits 0 with "SKIP" text when pkg-config is missing
+# (the test has SKIP_REGULAR_EXPRESSION set).
+
+function(run_step what)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  if(NOT rc EQUAL 0)
+    string(REPLACE ";" " " cmd "${ARGN}")
+    message(FATAL_ERROR "consumer test (${MODE}): ${what} failed (${rc}):\n  ${cmd}\n${out}")
+  endif()
+  set(STEP_OUTPUT "${out}" PARENT_SCOPE)
+endfunction()
+
+if(NOT CONFIG)
+  set(CONFIG Release)
+endif()
+set(prefix "${WORK_DIR}/prefix")
+set(build "${WORK_DIR}/build")
+file(REMOVE_RECURSE "${WORK_DIR}")
+file(MAKE_DIRECTORY "${WORK_DIR}")
+
+set(extra_args "")
+if(EXTRA_ARGS_FILE)
+  include("${EXTRA_ARGS_FILE}")  # sets TRM_CONSUMER_EXTRA_ARGS, TRM_CONSUMER_SUBDIR_ARGS
+  set(extra_args ${TRM_CONSUMER_EXTRA_ARGS})
+  if(MODE STREQUAL "add_subdirectory")
+    list(APPEND extra_args ${TRM_CONSUMER_SUBDIR_ARGS})
+  endif()
+endif()
+
+if(MODE STREQUAL "find_package" OR MODE STREQUAL "pkg_config")
+  run_step("install" "${CMAKE_COMMAND}" --install "${TRM_BINARY_DIR}" --prefix "${prefix}" --config "${CONFIG}")
+endif()
+
+if(MODE STREQUAL "find_package" OR MODE STREQUAL "add_subdirectory")
+  set(args -S "${CONSUMER_DIR}" -B "${build}" -G "${GENERATOR}"
+           "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}" "-DCMAKE_BUILD_TYPE=${CONFIG}" ${extra_args})
+  if(MODE STREQUAL "find_package")
+    # The installed prefix comes first so that it, not some other trm, is found.
+    list(APPEND args "-DCMAKE_PREFIX_PATH=${prefix}")
+    if(EXPECT_CUDA)
+      list(APPEND args -DTRM_CONSUMER_EXPECT_CUDA=ON)
+    endif()
+  else()
+    list(APPEND args "-DTRM_SOURCE_DIR=${TRM_SOURCE_DIR}" "-DTRM_USE_OPENBLAS=${USE_OPENBLAS}")
+  endif()
+  run_step("configure" "${CMAKE_COMMAND}" ${args})
+  message("${STEP_OUTPUT}")
+  if(MODE STREQUAL "find_package")
+    string(FIND "${STEP_OUTPUT}" "from ${prefix}/" pos)
+    if(pos EQUAL -1)
+      message(FATAL_ERROR "consumer test (find_package): trm was not found in the fresh prefix ${prefix}")
+    endif()
+  endif()
+  run_step("build" "${CMAKE_COMMAND}" --build "${build}" --config "${CONFIG}")
+  set(exe "${build}/trm_consumer")
+  if(EXISTS "${build}/${CONFIG}/trm_consumer${CMAKE_EXECUTABLE_SUFFIX}")
+    set(exe "${build}/${CONFIG}/trm_consumer")
+  endif()
+elseif(MODE STREQUAL "pkg_config")
+  if(NOT PKG_CONFIG)
+    message("SKIP: pkg-config not found (Debian: apt-get install pkg-config)")
+    return()
+  endif()
+  set(pcdir "${prefix}/share/pkgconfig")
+  if(NOT EXISTS "${pcdir}/trm.pc")
+    message(FATAL_ERROR "consumer test (pkg_config): ${pcdir}/trm.pc was not installed")
+  endif()
+  file(STRINGS "${pcdir}/trm.pc" libs_lines REGEX "^[ \t]*Libs(\\.private)?[ \t]*:")
+  if(libs_lines)
+    message(FATAL_ERROR "consumer test (pkg_config): trm.pc must not have a Libs line, found: ${libs_lines}")
+  endif()
+  set(ENV{PKG_CONFIG_PATH} "${pcdir}")
+  run_step("pkg-config --cflags trm" "${PKG_CONFIG}" --cflags trm)
+  string(STRIP "${STEP_OUTPUT}" cflags)
+  message("pkg-config --cflags trm: ${cflags}")
+  foreach(needed "-std=c++20" "include")
+    string(FIND "${cflags}" "${needed}" pos)
+    if(pos EQUAL -1)
+      message(FATAL_ERROR "consumer test (pkg_config): '${needed}' missing from cflags '${cflags}'")
+    endif()
+  endforeach()
+  if(USE_OPENBLAS)
+    string(FIND "${cflags}" "-DTRM_HAVE_CBLAS=1" pos)
+    if(pos EQUAL -1)
+      message(FATAL_ERROR "consumer test (pkg_config): -DTRM_HAVE_CBLAS=1 missing from '${cflags}'")
+    endif()
+  endif()
+  # The installed header must be the one found (not the source tree's).
+  if(NOT EXISTS "${prefix}/include/trm/trm.hpp")
+    message(FATAL_ERROR "consumer test (pkg_config): ${prefix}/include/trm/trm.hpp not installed")
+  endif()
+  separate_arguments(cflags_list UNIX_COMMAND "${cflags}")
+  set(libs "")
+  if(USE_OPENBLAS)
+    set(libs -lopenblas)  # documented in trm.pc: users add the OpenBLAS link flag themselves
+  endif()
+  file(MAKE_DIRECTORY "${build}")
+  set(exe "${build}/trm_consumer_pc")
+  run_step("compile with pkg-config flags" "${CXX_COMPILER}" ${cflags_list}
+           "${CONSUMER_DIR}/main.cpp" -o "${exe}" ${libs})
+else()
+  message(FATAL_ERROR "consumer_test.cmake: unknown MODE '${MODE}'")
+endif()
+
+run_step("run ${exe}" "${exe}")
+message("${STEP_OUTPUT}")
+if(NOT STEP_OUTPUT MATCHES "trm [0-9]+\\.[0-9]+\\.[0-9]+")
+  message(FATAL_ERROR "consumer test (${MODE}): unexpected output: ${STEP_OUTPUT}")
+endif()
