@@ -1,0 +1,277 @@
+#pragma once
+// The recursive reasoning model of SPEC §1: input embedding (tokens + puzzle prefix, scaled by
+// sqrt(D)), the reasoning net(s), the fixed initial states H_init / L_init, lm_head and q_head.
+// How the net is applied (TRM's n/T recursion, HRM's cycles) is the schedule's business
+// (recursion/), when a sequence stops is the halting policy's (halting/).
+#include <array>
+#include <cmath>
+#include <string>
+
+#include "../core/concepts.hpp"
+#include "../core/rng.hpp"
+#include "../nn/attention.hpp"
+#include "../nn/block.hpp"
+#include "../nn/embedding.hpp"
+#include "../nn/linear.hpp"
+#include "../nn/rotary.hpp"
+#include "../nn/swiglu.hpp"
+#include "../nn/token_mlp.hpp"
+#include "config.hpp"
+
+namespace trm {
+
+namespace detail {
+template <class Mixer, index_t TotalLen, index_t Hidden, index_t Expansion, class T, class B>
+struct mixer_layer;
+template <index_t TotalLen, index_t Hidden, index_t Expansion, class T, class B>
+struct mixer_layer<TokenMlpMixer, TotalLen, Hidden, Expansion, T, B> {
+  using type = TokenMlp<TotalLen, Expansion, T, B>;
+};
+template <int Heads, index_t TotalLen, index_t Hidden, index_t Expansion, class T, class B>
+struct mixer_layer<AttentionMixer<Heads>, TotalLen, Hidden, Expansion, T, B> {
+  using type = SelfAttention<Hidden, Heads, T, B>;
+};
+template <class M>
+constexpr index_t mixer_heads() {
+  if constexpr (is_attention_mixer_v<M>) return M::heads; else return 1;
+}
+}  // namespace detail
+
+// Batch of puzzles as token ids: inputs [batch, seq_len] and one puzzle id per row.
+struct Batch {
+  DynTensor<std::int32_t, 2> inputs;             // [B, L] tokens
+  DynTensor<std::int32_t, 2> labels;             // [B, L] targets, -100 = ignored
+  DynTensor<std::int32_t, 1> puzzle_identifiers; // [B]
+  index_t size() const { return inputs.extent(0); }
+};
+
+// A recursion schedule says how many nets a model has and what they are called
+// (TRM: one, "L_level"; HRM: "H_level" and "L_level").
+template <class S>
+concept ScheduleNets = requires {
+  { S::num_nets } -> std::convertible_to<std::size_t>;
+  { S::net_name(std::size_t{}) } -> std::convertible_to<const char*>;
+};
+
+template <ModelConfig C, Backend B = cpu, Scalar T = float>
+  requires ScheduleNets<typename C::schedule>
+class Model {
+ public:
+  using config = C;
+  using traits = config_traits<C>;
+  using backend_type = B;
+  using scalar_type = T;
+  using space = typename B::memory_space;
+  using schedule = typename C::schedule;
+  using halting = typename C::halting;
+
+  static constexpr index_t seq_len = traits::seq_len, prefix_len = traits::prefix_len,
+                           total_len = traits::total_len, hidden = traits::hidden, vocab = traits::vocab;
+  static constexpr std::size_t num_nets = schedule::num_nets;
+
+  using mixer_layer = typename detail::mixer_layer<typename C::mixer, total_len, hidden, traits::expansion, T, B>::type;
+  using block_type = Block<mixer_layer, SwiGlu<hidden, traits::expansion, T, B>>;
+  using net_type = Stack<block_type, traits::layers>;
+  static constexpr bool uses_rope = traits::positions == PositionEncoding::rope;
+  static constexpr bool uses_learned_positions = traits::positions == PositionEncoding::learned;
+  static_assert(!uses_rope || is_attention_mixer_v<typename C::mixer>,
+                "RoPE positions need the attention mixer (the token MLP has no q/k to rotate)");
+
+  Embedding<vocab, hidden, T, B> embed_tokens;
+  Linear<hidden, vocab, false, T, B> lm_head;
+  Linear<hidden, 2, true, T, B> q_head;
+  std::array<net_type, num_nets> nets;
+  Param<T, space> embed_pos{uses_learned_positions ? std::vector<index_t>{total_len, hidden} : std::vector<index_t>{0, hidden}};
+  // Buffers (not trained by the regular optimiser): the puzzle table (sign-SGD), the initial states.
+  Param<T, space> puzzle_emb{{traits::num_puzzle_ids, hidden}};
+  Param<T, space> H_init{{hidden}};
+  Param<T, space> L_init{{hidden}};
+
+  explicit Model(std::uint64_t seed = 0) {
+    configure();
+    Rng rng(seed);
+    init(rng);
+  }
+  Model(const Model& o)
+      : embed_tokens(o.embed_tokens), lm_head(o.lm_head), q_head(o.q_head), nets(o.nets), embed_pos(o.embed_pos),
+        puzzle_emb(o.puzzle_emb), H_init(o.H_init), L_init(o.L_init) {
+    configure();
+  }
+  Model& operator=(const Model& o) {
+    embed_tokens = o.embed_tokens;
+    lm_head = o.lm_head;
+    q_head = o.q_head;
+    nets = o.nets;
+    embed_pos = o.embed_pos;
+    puzzle_emb = o.puzzle_emb;
+    H_init = o.H_init;
+    L_init = o.L_init;
+    configure();
+    return *this;
+  }
+
+  // The reference's initialisation order and rules (SPEC §1.9): embeddings and linear weights
+  // truncated LeCun normal, q_head weight 0 and bias -5, puzzle table 0, H_init/L_init std 1.
+  void init(Rng& rng) {
+    embed_tokens.init(rng);
+    lm_head.init(rng);
+    q_head.init(rng);
+    q_head.weight.value.zero();
+    fill_host(q_head.bias.value, T(-5));
+    for (auto& n : nets) n.init(rng);
+    if constexpr (uses_learned_positions)
+      trunc_normal_init<T>(embed_pos.value.span(), 1.0 / std::sqrt(double(hidden)), rng);
+    trunc_normal_init<T>(H_init.value.span(), 1.0, rng);
+    trunc_normal_init<T>(L_init.value.span(), 1.0, rng);
+    puzzle_emb.value.zero();
+  }
+
+  // Trainable parameters under the reference's state-dict names.
+  template <class F>
+  void for_each_parameter(F&& f) {
+    embed_tokens.for_each_parameter(f, "embed_tokens");
+    lm_head.for_each_parameter(f, "lm_head");
+    q_head.for_each_parameter(f, "q_head");
+    if constexpr (uses_learned_positions) f(std::string("embed_pos.embedding_weight"), embed_pos);
+    for (std::size_t i = 0; i < num_nets; ++i) nets[i].for_each_parameter(f, schedule::net_name(i));
+  }
+  // Persistent buffers: saved in checkpoints, not updated by the regular optimiser.
+  template <class F>
+  void for_each_buffer(F&& f) {
+    f(std::string("puzzle_emb.weights"), puzzle_emb);
+    f(std::string("H_init"), H_init);
+    f(std::string("L_init"), L_init);
+  }
+
+  index_t num_parameters() {
+    index_t n = 0;
+    for_each_parameter([&](const std::string&, auto& p) { n += p.numel(); });
+    return n;
+  }
+
+  // ---- input embedding ----------------------------------------------------------------------
+  // x[b] = scale * [puzzle_emb[id_b]; 0 (prefix_len-1 rows); embed_tokens[tokens_b]]
+  // (+ learned positions, times 1/sqrt(2)), scale = sqrt(D).
+  void embed(const Batch& batch, Tensor3View<T, space> x) const {
+    const index_t b = batch.size();
+    check_batch(batch);
+    expect_shape("Model::embed", "x", x, {b, total_len, hidden});
+    for (index_t r = 0; r < b; ++r) {
+      auto xr = slice0(x, r);  // [total_len, hidden]
+      auto prefix = rows(xr, 0, prefix_len);
+      B::fill(prefix, T(0));
+      B::gather_rows(puzzle_emb.value.cview(), CVectorView<std::int32_t>(&batch.puzzle_identifiers(r), DynExtents<1>{1}),
+                     T(1), rows(xr, 0, 1));
+      B::gather_rows(embed_tokens.weight.value.cview(),
+                     CVectorView<std::int32_t>(&batch.inputs(r, 0), DynExtents<1>{seq_len}), T(1),
+                     rows(xr, prefix_len, seq_len));
+      if constexpr (uses_learned_positions) {
+        B::axpy(T(1), embed_pos.value.cview(), xr);
+        B::scale(xr, T(0.707106781));
+      }
+    }
+    B::scale(as_matrix(x), embed_scale());
+  }
+
+  // Backward of embed: token-table gradients accumulate into embed_tokens.weight.grad, learned
+  // positions into embed_pos.grad, and the puzzle rows' gradients go to puzzle_row_grad [B, D]
+  // (overwritten; the sign-SGD optimiser sums them per id).
+  void embed_backward(const Batch& batch, CTensor3View<T, space> dx, MatrixView<T, space> puzzle_row_grad) {
+    const index_t b = batch.size();
+    expect_shape("Model::embed_backward", "dx", dx, {b, total_len, hidden});
+    expect_shape("Model::embed_backward", "puzzle_row_grad", puzzle_row_grad, {b, hidden});
+    T scale = embed_scale();
+    if constexpr (uses_learned_positions) scale *= T(0.707106781);
+    for (index_t r = 0; r < b; ++r) {
+      auto dxr = slice0(dx, r);
+      B::scatter_add_rows(rows(dxr, prefix_len, seq_len), CVectorView<std::int32_t>(&batch.inputs(r, 0), DynExtents<1>{seq_len}),
+                          scale, embed_tokens.weight.grad.view());
+      auto dst = rows(puzzle_row_grad, r, 1);
+      B::fill(dst, T(0));
+      B::axpy(scale, rows(dxr, 0, 1), dst);
+      if constexpr (uses_learned_positions) B::axpy(scale, dxr, embed_pos.grad.view());
+    }
+  }
+
+  // ---- heads ----------------------------------------------------------------------------------
+  struct HeadCache {
+    DynTensor<T, 2, space> q_input;  // y[:, 0] rows, [B, D]
+  };
+  // logits [B, L, V] from y[:, prefix:]; q [B, 2] (q_halt, q_continue) from y[:, 0].
+  void heads(CTensor3View<T, space> y, Tensor3View<T, space> logits, MatrixView<T, space> q, HeadCache& c) const {
+    const index_t b = y.extent(0);
+    expect_shape("Model::heads", "y", y, {b, total_len, hidden});
+    expect_shape("Model::heads", "logits", logits, {b, seq_len, vocab});
+    expect_shape("Model::heads", "q", q, {b, 2});
+    typename decltype(lm_head)::Cache lc;
+    for (index_t r = 0; r < b; ++r)
+      lm_head.forward(rows(slice0(y, r), prefix_len, seq_len), slice0(logits, r), lc);
+    c.q_input.resize(b, hidden);
+    for (index_t r = 0; r < b; ++r) B::copy(rows(slice0(y, r), 0, 1), rows(c.q_input.view(), r, 1));
+    typename decltype(q_head)::Cache qc;
+    q_head.forward(c.q_input.cview(), q, qc);
+  }
+  // dy (+)= gradients of the heads w.r.t. y; parameter gradients accumulate.
+  void heads_backward(CTensor3View<T, space> y, const HeadCache& c, CTensor3View<T, space> dlogits,
+                      CMatrixView<T, space> dq, Tensor3View<T, space> dy) {
+    const index_t b = y.extent(0);
+    typename decltype(lm_head)::Cache lc;
+    for (index_t r = 0; r < b; ++r)
+      lm_head.backward(rows(slice0(y, r), prefix_len, seq_len), {}, lc, slice0(dlogits, r), rows(slice0(dy, r), prefix_len, seq_len));
+    dq_input_.resize(b, hidden);
+    dq_input_.zero();
+    typename decltype(q_head)::Cache qc;
+    q_head.backward(c.q_input.cview(), {}, qc, dq, dq_input_.view());
+    for (index_t r = 0; r < b; ++r) B::axpy(T(1), rows(dq_input_.cview(), r, 1), rows(slice0(dy, r), 0, 1));
+  }
+
+  // Rows with reset[r] start over: y = H_init, z = L_init broadcast to every position.
+  template <class Mask>
+  void reset_states(const Mask& reset, Tensor3View<T, space> y, Tensor3View<T, space> z) const {
+    for (index_t r = 0; r < y.extent(0); ++r)
+      if (reset[r])
+        for (index_t p = 0; p < total_len; ++p) {
+          B::copy(H_init.value.cview(), rows(slice0(y, r), p, 1));
+          B::copy(L_init.value.cview(), rows(slice0(z, r), p, 1));
+        }
+  }
+
+  static T embed_scale() { return T(std::sqrt(double(hidden))); }
+
+  // Shared RoPE tables (attention mixer only).
+  using rope_type = RotaryEmbedding<hidden / detail::mixer_heads<typename C::mixer>(), T, B>;
+  const rope_type& rope() const { return rope_; }
+
+ private:
+  void configure() {
+    if constexpr (uses_rope) rope_.build(total_len, traits::rope_theta);
+    for (auto& n : nets)
+      for (auto& blk : n.layers) {
+        blk.mlp.eps = T(traits::rms_norm_eps);
+        if constexpr (is_attention_mixer_v<typename C::mixer>) {
+          blk.mixer.eps = T(traits::rms_norm_eps);
+          blk.mixer.inner.rope = uses_rope ? &rope_ : nullptr;
+        } else {
+          blk.mixer.eps = T(traits::rms_norm_eps);
+        }
+      }
+  }
+  static void fill_host(DynTensor<T, 2, space>& t, T v) { B::fill(t.view(), v); }
+  void check_batch(const Batch& batch) const {
+    const index_t b = batch.size();
+    check_shape("batch.inputs", std::vector<index_t>{b, seq_len}, batch.inputs.shape());
+    check_shape("batch.puzzle_identifiers", std::vector<index_t>{b}, batch.puzzle_identifiers.shape());
+    for (index_t r = 0; r < b; ++r)
+      for (index_t j = 0; j < seq_len; ++j) {
+        auto t = batch.inputs(r, j);
+        if (t < 0 || t >= vocab)
+          throw ValueError("batch.inputs[" + std::to_string(r) + ", " + std::to_string(j) + "] = " + std::to_string(t) +
+                           ": expected a token in [0, " + std::to_string(vocab) + ")");
+      }
+  }
+
+  rope_type rope_;
+  mutable DynTensor<T, 2, space> dq_input_;
+};
+
+}  // namespace trm

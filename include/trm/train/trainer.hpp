@@ -1,0 +1,202 @@
+#pragma once
+// The deep-supervision trainer with the reference's batched carry (SPEC §2.2, §3, §4): one call =
+// one supervision step on every row of the carried batch, one optimiser step.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "../halting/halting.hpp"
+#include "../model/model.hpp"
+#include "../recursion/trm_recursion.hpp"
+#include "losses.hpp"
+#include "optim.hpp"
+
+namespace trm {
+
+struct TrainOptions {
+  LrSchedule schedule{};          // warmup / cosine (steps counted from 1)
+  double puzzle_emb_lr = 1e-4;    // sign-SGD of the puzzle table
+  double puzzle_emb_weight_decay = 0.1;
+  double ema_rate = 0.999;        // 0 disables the EMA
+  LossType loss = LossType::stablemax_cross_entropy;
+  double halt_exploration_prob = 0.1;
+  std::uint64_t seed = 0;         // exploration draws
+};
+
+// Metrics of one training call, in the reference's train-log form: losses are batch sums, the
+// others are sums over rows that halted with at least one supervised label (`count`).
+struct StepMetrics {
+  double total_loss = 0, lm_loss = 0, q_halt_loss = 0, q_continue_loss = 0;
+  int count = 0;
+  double accuracy = 0;          // sum over counted rows of per-row token accuracy
+  int exact_accuracy = 0;       // counted rows entirely correct
+  int q_halt_accuracy = 0;      // counted rows with (q_halt >= 0) == entirely correct
+  long steps = 0;               // sum of steps over counted rows
+  double lr = 0, puzzle_emb_lr = 0;
+};
+
+// The carried state between calls (detached): states, per-row step counts and halted flags, and
+// the batch rows each sequence is working on.
+template <class M>
+struct Carry {
+  using S = typename M::scalar_type;
+  DynTensor<S, 3, typename M::space> y, z;
+  std::vector<std::int32_t> steps;
+  std::vector<std::uint8_t> halted;
+  Batch data;
+  bool empty() const { return halted.empty(); }
+};
+
+template <class M, Optimizer Opt = AdamAtan2>
+  requires RecursionSchedule<typename M::schedule, M> && HaltingPolicy<typename M::halting>
+class Trainer {
+ public:
+  using S = typename M::scalar_type;
+  using Bk = typename M::backend_type;
+  using space = typename M::space;
+  using schedule = typename M::schedule;
+  using halting_type = typename M::halting;
+
+  Trainer(M& model, Opt opt, TrainOptions options = {})
+      : model_(model), opt_(opt), options_(options), rng_(options.seed) {
+    if constexpr (requires { halting_.exploration_prob; }) halting_.exploration_prob = options.halt_exploration_prob;
+    if (options_.ema_rate > 0) {
+      ema_.rate = options_.ema_rate;
+      ema_.init(model_);
+    }
+  }
+
+  M& model() { return model_; }
+  Carry<M>& carry() { return carry_; }
+  const Carry<M>& carry() const { return carry_; }
+  long step_count() const { return step_; }
+  void set_step_count(long s) { step_ = s; }
+  Ema<S>& ema() { return ema_; }
+  std::map<std::string, AdamState<S>>& optimizer_state() { return opt_state_; }
+  Rng& rng() { return rng_; }
+  const Opt& optimizer() const { return opt_; }
+  halting_type& halting() { return halting_; }
+
+  // Gradient of the puzzle rows of the last call, [B, D] (before the sign-SGD update).
+  const DynTensor<S, 2, space>& puzzle_row_grad() const { return puzzle_row_grad_; }
+  // Logits [B, L, V] and q [B, 2] of the last call.
+  const DynTensor<S, 3, space>& logits() const { return logits_; }
+  const DynTensor<S, 2, space>& q() const { return q_; }
+
+  // One training call with an incoming batch (rows of halted sequences are replaced by it).
+  // If `update` is false the gradients are left in the parameters and no optimiser step is taken.
+  StepMetrics step(const Batch& incoming, bool update = true) {
+    const index_t b = incoming.size();
+    adopt(incoming);
+    const auto& data = carry_.data;
+    x_.resize(b, M::total_len, M::hidden);
+    model_.embed(data, x_.view());
+    schedule::forward(model_, tape_, x_.cview(), carry_.y.view(), carry_.z.view(), true);
+    logits_.resize(b, M::seq_len, M::vocab);
+    q_.resize(b, 2);
+    model_.heads(carry_.y.cview(), logits_.view(), q_.view(), head_cache_);
+
+    // Halting decision after this step (training mode).
+    std::vector<float> qh(b), qc(b);
+    for (index_t r = 0; r < b; ++r) {
+      qh[r] = float(q_(r, 0));
+      qc[r] = float(q_(r, 1));
+      carry_.steps[r] += 1;
+    }
+    HaltingInputs hin{qh, qc, carry_.steps};
+    halting_.decide_training(hin, rng_, carry_.halted);
+
+    // Losses; backward of total / B.
+    const double inv_b = 1.0 / double(b);
+    dlogits_.resize(b, M::seq_len, M::vocab);
+    auto tl = token_loss<S>(options_.loss, logits_.cview(), data.labels.cview(), dlogits_.view(), inv_b);
+    std::vector<float> dqh(b), dqc(b);
+    const double q_loss = halting_.loss(hin, tl.seq_correct, dqh, dqc, 0.5 * inv_b);
+    dq_.resize(b, 2);
+    for (index_t r = 0; r < b; ++r) {
+      dq_(r, 0) = S(dqh[r]);
+      dq_(r, 1) = S(dqc[r]);
+    }
+    StepMetrics m;
+    m.lm_loss = tl.loss;
+    m.q_halt_loss = q_loss;
+    m.total_loss = tl.loss + 0.5 * q_loss;
+    for (index_t r = 0; r < b; ++r)
+      if (carry_.halted[r] && tl.count[r] > 0) {
+        m.count += 1;
+        m.accuracy += tl.accuracy[r];
+        m.exact_accuracy += tl.seq_correct[r];
+        m.q_halt_accuracy += (qh[r] >= 0.0f) == bool(tl.seq_correct[r]);
+        m.steps += carry_.steps[r];
+      }
+
+    dy_.resize(b, M::total_len, M::hidden);
+    dy_.zero();
+    model_.heads_backward(carry_.y.cview(), head_cache_, dlogits_.cview(), dq_.cview(), dy_.view());
+    dx_.resize(b, M::total_len, M::hidden);
+    dx_.zero();
+    schedule::backward(model_, tape_, dy_.cview(), dx_.view());
+    puzzle_row_grad_.resize(b, M::hidden);
+    model_.embed_backward(data, dx_.cview(), puzzle_row_grad_.view());
+
+    ++step_;
+    m.lr = options_.schedule(opt_.lr, step_);
+    m.puzzle_emb_lr = options_.schedule(options_.puzzle_emb_lr, step_);
+    if (update) {
+      SignSgd{options_.puzzle_emb_lr, options_.puzzle_emb_weight_decay}.update(
+          model_.puzzle_emb.value, data.puzzle_identifiers.span(), puzzle_row_grad_, m.puzzle_emb_lr);
+      model_.for_each_parameter([&](const std::string& name, auto& p) {
+        opt_.update(p.value, p.grad, opt_state_[name], m.lr, step_);
+        p.zero_grad();
+      });
+      if (options_.ema_rate > 0) ema_.update(model_);
+    }
+    return m;
+  }
+
+  // Replace the carry (e.g. to restart from a recorded state).
+  void set_carry(Carry<M> c) { carry_ = std::move(c); }
+
+ private:
+  // Rows whose sequence halted take the incoming row and restart from H_init / L_init.
+  void adopt(const Batch& incoming) {
+    const index_t b = incoming.size();
+    check_shape("Trainer::step: batch.labels", std::vector<index_t>{b, M::seq_len}, incoming.labels.shape());
+    if (carry_.empty()) {
+      carry_.y.resize(b, M::total_len, M::hidden);
+      carry_.z.resize(b, M::total_len, M::hidden);
+      carry_.steps.assign(b, 0);
+      carry_.halted.assign(b, 1);
+      carry_.data = incoming;
+    } else if (carry_.data.size() != b) {
+      throw ShapeError("Trainer::step: the carried batch has " + std::to_string(carry_.data.size()) +
+                       " rows, the incoming batch " + std::to_string(b) + ": the batch size is fixed for a run");
+    }
+    for (index_t r = 0; r < b; ++r) {
+      if (!carry_.halted[r]) continue;
+      carry_.steps[r] = 0;
+      for (index_t j = 0; j < M::seq_len; ++j) {
+        carry_.data.inputs(r, j) = incoming.inputs(r, j);
+        carry_.data.labels(r, j) = incoming.labels(r, j);
+      }
+      carry_.data.puzzle_identifiers(r) = incoming.puzzle_identifiers(r);
+    }
+    model_.reset_states(carry_.halted, carry_.y.view(), carry_.z.view());
+  }
+
+  M& model_;
+  Opt opt_;
+  TrainOptions options_;
+  halting_type halting_{};
+  Rng rng_;
+  Ema<S> ema_;
+  std::map<std::string, AdamState<S>> opt_state_;
+  long step_ = 0;
+  Carry<M> carry_;
+  typename schedule::template Tape<M> tape_;
+  typename M::HeadCache head_cache_;
+  DynTensor<S, 3, space> x_, logits_, dlogits_, dy_, dx_;
+  DynTensor<S, 2, space> q_, dq_, puzzle_row_grad_;
+};
+
+}  // namespace trm
