@@ -5,6 +5,7 @@
 // and caches of its n+1 net calls, and backward runs through that pass only. The carry (y, z)
 // handed to the next supervision step is detached: gradients never cross a step.
 #include <array>
+#include <string>
 
 #include "../core/concepts.hpp"
 #include "../core/tensor.hpp"
@@ -32,6 +33,7 @@ struct TrmRecursion {
   static constexpr int net_calls_per_step = T * (N + 1);
   static constexpr int recorded_calls = N + 1;
   static constexpr const char* net_name(std::size_t) { return "L_level"; }
+  static std::string describe() { return "TrmRecursion<n=" + std::to_string(N) + ",T=" + std::to_string(T) + ">"; }
 
   template <class M>
   struct Tape {

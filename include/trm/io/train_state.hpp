@@ -1,0 +1,182 @@
+#pragma once
+// The whole training state in one safetensors file: weights and buffers, EMA shadow, optimiser
+// moments, step counter, RNG state and the batched carry (states, step counts, halted flags and
+// the rows being worked on). Resuming from it reproduces the uninterrupted run bit for bit on the
+// CPU (same thread count). Loading is all-or-nothing: everything is validated and staged first.
+#include <bit>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "../model/signature.hpp"
+#include "../train/trainer.hpp"
+#include "checkpoint.hpp"
+#include "safetensors.hpp"
+
+namespace trm {
+
+namespace detail {
+template <class T, class Ext>
+std::vector<std::int64_t> shape64(const Tensor<T, Ext>& t) {
+  auto s = t.shape();
+  return {s.begin(), s.end()};
+}
+
+inline void check_metadata(const io::SafetensorsFile& file, const std::string& kind, const std::string& signature) {
+  auto get = [&](const char* key) -> std::string {
+    auto it = file.metadata.find(key);
+    return it == file.metadata.end() ? std::string("(none)") : it->second;
+  };
+  if (get("trm.kind") != kind)
+    throw io::FormatError(file.source_name() + ": expected a trm " + kind + " file, found kind '" + get("trm.kind") + "'");
+  if (get("trm.signature") != signature)
+    throw io::FormatError(file.source_name() + ": checkpoint of another model configuration:\n  expected: " + signature +
+                          "\n  found:    " + get("trm.signature"));
+}
+}  // namespace detail
+
+// Weights with the model's signature in the metadata (plain weights files from PyTorch have none;
+// load_weights accepts both).
+template <class M>
+void save_model(M& model, const std::filesystem::path& path) {
+  io::SafetensorsFile file;
+  file.metadata["format"] = "pt";
+  file.metadata["trm.kind"] = "model";
+  file.metadata["trm.signature"] = model_signature<M>();
+  add_state(file, model);
+  file.save(path);
+}
+
+// Loads weights saved by save_model (signature checked) or a reference state dict (no signature:
+// names, shapes and dtypes checked).
+template <class M>
+void load_model(M& model, const std::filesystem::path& path) {
+  auto file = io::SafetensorsFile::load(path);
+  if (file.metadata.count("trm.kind")) detail::check_metadata(file, "model", model_signature<M>());
+  load_weights(model, file);
+}
+
+template <class M, class Opt>
+void save_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& path) {
+  using S = typename M::scalar_type;
+  static_assert(std::is_same_v<S, float>, "train states are stored in float32");
+  io::SafetensorsFile file;
+  file.metadata["trm.kind"] = "train_state";
+  file.metadata["trm.signature"] = model_signature<M>();
+  file.metadata["trm.optimizer"] = Opt::name;
+  M& model = trainer.model();
+  add_state(file, model, "model.");
+  auto add_tensor = [&](const std::string& name, const auto& t) {
+    using V = typename std::remove_cvref_t<decltype(t)>::value_type;
+    file.add<V>(name, detail::shape64(t), t.span());
+  };
+  if (!trainer.ema().shadow.empty())
+    model.for_each_parameter([&](const std::string& n, auto&) { add_tensor("ema." + n, trainer.ema().shadow.at(n)); });
+  for (auto& [n, st] : trainer.optimizer_state()) {
+    add_tensor("optim.m." + n, st.m);
+    add_tensor("optim.v." + n, st.v);
+  }
+  const std::int64_t step = trainer.step_count();
+  file.add<std::int64_t>("state.step", {1}, std::span<const std::int64_t>(&step, 1));
+  std::array<std::int64_t, 4> rng{};
+  auto rs = trainer.rng().state();
+  for (int i = 0; i < 4; ++i) rng[i] = std::bit_cast<std::int64_t>(rs[i]);
+  file.add<std::int64_t>("state.rng", {4}, std::span<const std::int64_t>(rng));
+  const auto& c = trainer.carry();
+  if (!c.empty()) {
+    add_tensor("carry.y", c.y);
+    add_tensor("carry.z", c.z);
+    const std::int64_t b = std::int64_t(c.steps.size());
+    file.add<std::int32_t>("carry.steps", {b}, std::span<const std::int32_t>(c.steps));
+    file.add<std::uint8_t>("carry.halted", {b}, std::span<const std::uint8_t>(c.halted));
+    add_tensor("carry.inputs", c.data.inputs);
+    add_tensor("carry.labels", c.data.labels);
+    add_tensor("carry.puzzle_identifiers", c.data.puzzle_identifiers);
+  }
+  file.save(path);
+}
+
+// Restores a state saved by save_train_state into a trainer of the same model configuration and
+// optimiser. Throws io::FormatError (naming what was expected and found) and leaves the trainer
+// and its model untouched on any mismatch.
+template <class M, class Opt>
+void load_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& path) {
+  using S = typename M::scalar_type;
+  const auto file = io::SafetensorsFile::load(path);
+  detail::check_metadata(file, "train_state", model_signature<M>());
+  if (auto it = file.metadata.find("trm.optimizer"); it == file.metadata.end() || it->second != Opt::name)
+    throw io::FormatError(file.source_name() + ": expected optimiser state of " + Opt::name + ", found " +
+                          (it == file.metadata.end() ? std::string("none") : it->second));
+  M& model = trainer.model();
+
+  // Stage everything: model state, EMA, optimiser moments, carry.
+  std::map<std::string, DynTensor<S, 2>> model_stage, ema_stage, m_stage, v_stage;
+  std::vector<io::ExpectedTensor> expected;
+  auto expect = [&](std::map<std::string, DynTensor<S, 2>>& stage, const std::string& key, const std::string& name,
+                    const std::vector<index_t>& shape, index_t rows, index_t cols) {
+    auto& t = stage[key];
+    t.resize(rows, cols);
+    expected.push_back({name, io::DType::F32, std::vector<std::int64_t>(shape.begin(), shape.end()), std::as_writable_bytes(t.span())});
+  };
+  for_each_state_tensor(model, [&](const std::string& n, auto& p) {
+    expect(model_stage, n, "model." + n, p.shape, p.value.extent(0), p.value.extent(1));
+  });
+  const bool has_ema = file.contains("ema." + std::string("lm_head.weight"));
+  const bool has_optim = file.contains("optim.m.lm_head.weight");
+  model.for_each_parameter([&](const std::string& n, auto& p) {
+    const std::vector<index_t> mshape{p.value.extent(0), p.value.extent(1)};
+    if (has_ema) expect(ema_stage, n, "ema." + n, mshape, p.value.extent(0), p.value.extent(1));
+    if (has_optim) {
+      expect(m_stage, n, "optim.m." + n, mshape, p.value.extent(0), p.value.extent(1));
+      expect(v_stage, n, "optim.v." + n, mshape, p.value.extent(0), p.value.extent(1));
+    }
+  });
+  std::int64_t step = 0;
+  std::array<std::int64_t, 4> rng{};
+  expected.push_back({"state.step", io::DType::I64, {1}, std::as_writable_bytes(std::span<std::int64_t>(&step, 1))});
+  expected.push_back({"state.rng", io::DType::I64, {4}, std::as_writable_bytes(std::span<std::int64_t>(rng))});
+  Carry<M> carry;
+  if (file.contains("carry.y")) {
+    const auto& rec = file.at("carry.steps");
+    const index_t b = rec.shape.empty() ? 0 : index_t(rec.shape[0]);
+    carry.y.resize(b, M::total_len, M::hidden);
+    carry.z.resize(b, M::total_len, M::hidden);
+    carry.steps.assign(b, 0);
+    carry.halted.assign(b, 0);
+    carry.data.inputs.resize(b, M::seq_len);
+    carry.data.labels.resize(b, M::seq_len);
+    carry.data.puzzle_identifiers.resize(b);
+    const std::vector<std::int64_t> state{b, M::total_len, M::hidden}, grid{b, M::seq_len};
+    expected.push_back({"carry.y", io::DType::F32, state, std::as_writable_bytes(carry.y.span())});
+    expected.push_back({"carry.z", io::DType::F32, state, std::as_writable_bytes(carry.z.span())});
+    expected.push_back({"carry.steps", io::DType::I32, {b}, std::as_writable_bytes(std::span<std::int32_t>(carry.steps))});
+    expected.push_back({"carry.halted", io::DType::U8, {b}, std::as_writable_bytes(std::span<std::uint8_t>(carry.halted))});
+    expected.push_back({"carry.inputs", io::DType::I32, grid, std::as_writable_bytes(carry.data.inputs.span())});
+    expected.push_back({"carry.labels", io::DType::I32, grid, std::as_writable_bytes(carry.data.labels.span())});
+    expected.push_back({"carry.puzzle_identifiers", io::DType::I32, {b}, std::as_writable_bytes(carry.data.puzzle_identifiers.span())});
+  }
+  io::load_into(file, expected, {}, /*allow_extra=*/false);
+
+  // Commit: nothing below can fail on content.
+  for_each_state_tensor(model, [&](const std::string& n, auto& p) { p.value.swap(model_stage.at(n)); });
+  if (has_ema) {
+    trainer.ema().shadow.clear();
+    for (auto& [n, t] : ema_stage) trainer.ema().shadow.emplace(n, std::move(t));
+  }
+  trainer.optimizer_state().clear();
+  if (has_optim)
+    for (auto& [n, t] : m_stage) {
+      auto& st = trainer.optimizer_state()[n];
+      st.m = std::move(t);
+      st.v = std::move(v_stage.at(n));
+    }
+  trainer.set_step_count(long(step));
+  std::array<std::uint64_t, 4> rs{};
+  for (int i = 0; i < 4; ++i) rs[i] = std::bit_cast<std::uint64_t>(rng[i]);
+  trainer.rng().set_state(rs);
+  trainer.set_carry(std::move(carry));
+  model.for_each_parameter([](const std::string&, auto& p) { p.zero_grad(); });
+}
+
+}  // namespace trm
