@@ -374,18 +374,18 @@ TEST_CASE("erfinv: round trip through std::erf to 1e-12") {
   double worst = 0;
   for (int i = -999; i <= 999; ++i) {
     double x = i / 1000.0;
-    worst = std::max(worst, std::abs(std::erf(erfinv(x)) - x));
+    worst = std::max(worst, std::abs(std::erf(inverse_erf(x)) - x));
   }
   for (double x : {1e-300, 1e-10, 0.9999, 0.999999, 1 - 1e-12, -0.9999999}) {
-    worst = std::max(worst, std::abs(std::erf(erfinv(x)) - x));
+    worst = std::max(worst, std::abs(std::erf(inverse_erf(x)) - x));
   }
   CHECK(worst < 1e-12);
-  // erfinv(erf(y)) == y on the range trunc_normal_init uses (|y| <= sqrt(2) * 2 / sqrt(2) = 2 in
+  // inverse_erf(erf(y)) == y on the range trunc_normal_init uses (|y| <= sqrt(2) * 2 / sqrt(2) = 2 in
   // erf's argument: y in [-sqrt(2), sqrt(2)]), where erfinv's condition number is small.
   double worst_y = 0;
   for (int i = -200; i <= 200; ++i) {
     double y = i / 100.0;
-    worst_y = std::max(worst_y, std::abs(erfinv(std::erf(y)) - y));
+    worst_y = std::max(worst_y, std::abs(inverse_erf(std::erf(y)) - y));
   }
   CHECK(worst_y < 1e-12);
   CHECK(erfinv(0.0) == 0.0);

@@ -74,9 +74,9 @@ class Rng {
   std::array<std::uint64_t, 4> state_{};
 };
 
-// Inverse error function (Giles' single-precision-style approximation refined by two Newton steps
+// Inverse error function, named so as not to clash with CUDA's global erfinv under `using namespace trm` (Giles' single-precision-style approximation refined by two Newton steps
 // in double, accurate to ~1e-15 on (-1, 1)).
-inline double erfinv(double x) {
+inline double inverse_erf(double x) {
   if (x <= -1.0) return -std::numeric_limits<double>::infinity();
   if (x >= 1.0) return std::numeric_limits<double>::infinity();
   double w = -std::log((1.0 - x) * (1.0 + x));
@@ -132,7 +132,7 @@ void trunc_normal_init(std::span<T> out, double std, Rng& rng) {
   const double comp_std = std / trunc_std;
   for (auto& v : out) {
     double u = rng.uniform(a, b);
-    double x = sqrt2 * erfinv(u) * comp_std;
+    double x = sqrt2 * inverse_erf(u) * comp_std;
     x = std::clamp(x, lower * comp_std, upper * comp_std);
     v = static_cast<T>(x);
   }

@@ -23,20 +23,28 @@ class RotaryEmbedding {
   RotaryEmbedding() = default;
   explicit RotaryEmbedding(index_t max_positions, double theta = 10000.0) { build(max_positions, theta); }
 
-  // Tables are computed in double and rounded once (the reference computes them in fp32).
+  // Tables are computed in double and rounded once (the reference computes them in fp32). They are
+  // built on the host; a backend in another memory space gets a copy (space_allocator::copy_from_host).
   void build(index_t max_positions, double theta = 10000.0) {
-    static_assert(std::is_same_v<space, host_space>, "RotaryEmbedding tables are built on the host");
-    cos_.resize(max_positions, HeadDim);
-    sin_.resize(max_positions, HeadDim);
+    DynTensor<T, 2, host_space> cos_h(max_positions, HeadDim), sin_h(max_positions, HeadDim);
     constexpr index_t half = HeadDim / 2;
     for (index_t p = 0; p < max_positions; ++p)
       for (index_t i = 0; i < half; ++i) {
         // inv_freq in fp32 as the reference (1 / theta^(arange(0,d,2)/d) in float32), angle in fp32.
         float inv_freq = 1.0f / std::pow(float(theta), float(2 * i) / float(HeadDim));
         float angle = float(p) * inv_freq;
-        cos_(p, i) = cos_(p, i + half) = T(std::cos(double(angle)));
-        sin_(p, i) = sin_(p, i + half) = T(std::sin(double(angle)));
+        cos_h(p, i) = cos_h(p, i + half) = T(std::cos(double(angle)));
+        sin_h(p, i) = sin_h(p, i + half) = T(std::sin(double(angle)));
       }
+    if constexpr (std::is_same_v<space, host_space>) {
+      cos_ = std::move(cos_h);
+      sin_ = std::move(sin_h);
+    } else {
+      cos_.resize(max_positions, HeadDim);
+      sin_.resize(max_positions, HeadDim);
+      space_allocator<space>::copy_from_host(cos_.data(), cos_h.data(), cos_h.bytes());
+      space_allocator<space>::copy_from_host(sin_.data(), sin_h.data(), sin_h.bytes());
+    }
   }
   index_t max_positions() const { return cos_.extent(0); }
 
