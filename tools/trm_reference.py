@@ -22,8 +22,8 @@ the C++ tests compare against.  Everything is fp32 except the stablemax loss (fl
 
 Usage
 -----
-  python3 tools/trm_reference.py --out tests/data --seed 0            # writes both fixtures
-  python3 tools/trm_reference.py --out tests/data --variant mlp       # only one of them
+  python3 tools/trm_reference.py --out tests/data --seed 0            # writes all three fixtures
+  python3 tools/trm_reference.py --out tests/data --variant mlp       # only one of them (mlp|att|hrm)
   python3 tools/trm_reference.py --out /tmp/x --spread-threads 2      # also measure the
         # thread-count spread: recompute with 2 threads and print max differences
   python3 tools/trm_reference.py --out /tmp/x \\
@@ -33,6 +33,13 @@ Usage
         # max differences per tensor family; optionally also the official AdamATan2 python
         # wrapper (imoneoi/adam-atan2 checkout, tag 0.0.3) driven by the package's own
         # pure-PyTorch reference math instead of its CUDA kernel.
+
+  python3 tools/trm_reference.py --out /tmp/x --variant hrm \
+        --check-official-hrm /tmp/hrm_official --check-official /tmp/trm_official
+        # the HRM variant (H_level + L_level, one-step gradient, Q-learning halting with the
+        # extra forward, SPEC §5) against the official sapientinc/HRM model (flash-attn is
+        # replaced by an explicit-softmax stub module; the checkout is not modified) and the
+        # TRM repo's models/recursive_reasoning/hrm.py
 
 Generation always runs with torch.set_num_threads(1) unless --threads says otherwise; the
 same seed gives a byte-identical file.
@@ -68,6 +75,8 @@ FORMAT_TAG = "trm-reference-fixture-v1"
 
 @dataclasses.dataclass
 class Config:
+    arch: str = "trm"          # "trm" (one net, L_level) or "hrm" (H_level + L_level, SPEC §5)
+    H_layers: int = 0          # HRM only: layers of H_level
     hidden_size: int = 64
     num_heads: int = 2
     expansion: float = 4.0
@@ -131,7 +140,19 @@ def swiglu_inter(width: int, expansion: float) -> int:
 VARIANTS = {
     "mlp": ("trm_mlp_h64.safetensors", dict(mlp_t=True, pos_encodings="none")),
     "att": ("trm_att_h64.safetensors", dict(mlp_t=False, pos_encodings="rope", num_heads=2)),
+    # HRM (sapientinc/HRM hrm_act_v1): 2 + 2 layers, H_cycles 2, L_cycles 2, one prefix position,
+    # attention + RoPE, Q-learning halting with the extra forward (no_ACT_continue = False).
+    "hrm": ("hrm_att_h64.safetensors", dict(arch="hrm", mlp_t=False, pos_encodings="rope", num_heads=2,
+                                            H_layers=2, L_layers=2, H_cycles=2, L_cycles=2, puzzle_emb_len=1,
+                                            no_ACT_continue=False)),
 }
+
+
+def net_levels(cfg: Config) -> List[Tuple[str, int]]:
+    """The reasoning nets in construction order: TRM one `L_level`; HRM `H_level` then `L_level`."""
+    if cfg.arch == "hrm":
+        return [("H_level", cfg.H_layers), ("L_level", cfg.L_layers)]
+    return [("L_level", cfg.L_layers)]
 
 
 # --------------------------------------------------------------------------------------
@@ -191,9 +212,10 @@ def init_weights(cfg: Config, seed: int):
     w["q_head.weight"] = trunc_normal_(torch.empty(2, D), 1.0 / math.sqrt(D), g)
     w["q_head.bias"] = torch.zeros(2)
     w["puzzle_emb.weights"] = torch.zeros(cfg.num_puzzle_identifiers, cfg.puzzle_emb_ndim)
-    for i in range(cfg.L_layers):
-        for name, shape in layer_param_shapes(cfg):
-            w[f"L_level.layers.{i}.{name}"] = trunc_normal_(torch.empty(*shape), 1.0 / math.sqrt(shape[1]), g)
+    for level, layers in net_levels(cfg):
+        for i in range(layers):
+            for name, shape in layer_param_shapes(cfg):
+                w[f"{level}.layers.{i}.{name}"] = trunc_normal_(torch.empty(*shape), 1.0 / math.sqrt(shape[1]), g)
     w["H_init"] = trunc_normal_(torch.empty(D), 1.0, g)
     w["L_init"] = trunc_normal_(torch.empty(D), 1.0, g)
     w["q_head.weight"].zero_()
@@ -253,8 +275,8 @@ def self_attention(x, w_qkv, w_o, cfg: Config, rope) -> torch.Tensor:
     return o @ w_o.t()
 
 
-def block(h: torch.Tensor, w: Dict[str, torch.Tensor], i: int, cfg: Config, rope) -> torch.Tensor:
-    p = f"L_level.layers.{i}."
+def block(h: torch.Tensor, w: Dict[str, torch.Tensor], i: int, cfg: Config, rope, level: str = "L_level") -> torch.Tensor:
+    p = f"{level}.layers.{i}."
     eps = cfg.rms_norm_eps
     if cfg.mlp_t:
         ht = h.transpose(1, 2)                        # [B, D, S]: mix along the sequence axis
@@ -265,10 +287,10 @@ def block(h: torch.Tensor, w: Dict[str, torch.Tensor], i: int, cfg: Config, rope
     return rms_norm(h + swiglu(h, w[p + "mlp.gate_up_proj.weight"], w[p + "mlp.down_proj.weight"]), eps)
 
 
-def net(h, injection, w, cfg: Config, rope):
+def net(h, injection, w, cfg: Config, rope, level: str = "L_level"):
     h = h + injection
-    for i in range(cfg.L_layers):
-        h = block(h, w, i, cfg, rope)
+    for i in range(cfg.H_layers if level == "H_level" else cfg.L_layers):
+        h = block(h, w, i, cfg, rope, level)
     return h
 
 
@@ -284,6 +306,8 @@ def embed(w, cfg: Config, inputs: torch.Tensor, puzzle_rows: torch.Tensor) -> to
 
 def inner_forward(w, cfg: Config, y, z, inputs, puzzle_rows):
     """One supervision step: T-1 gradient-free cycles, then one cycle with gradient."""
+    if cfg.arch == "hrm":
+        return inner_forward_hrm(w, cfg, y, z, inputs, puzzle_rows)
     rope = rope_tables(cfg) if cfg.pos_encodings == "rope" else None
     x = embed(w, cfg, inputs, puzzle_rows)
     with torch.no_grad():
@@ -297,6 +321,26 @@ def inner_forward(w, cfg: Config, y, z, inputs, puzzle_rows):
     logits = (y @ w["lm_head.weight"].t())[:, cfg.prefix_len:]
     q = y[:, 0] @ w["q_head.weight"].t() + w["q_head.bias"]
     return y.detach(), z.detach(), logits, q[:, 0], q[:, 1]
+
+
+def inner_forward_hrm(w, cfg: Config, z_H, z_L, inputs, puzzle_rows):
+    """HRM's supervision step (SPEC §5): H_cycles x (L_cycles L-updates, then an H-update), all
+    without gradient except the very last L-update and the last H-update (one-step gradient):
+    z_L <- L(z_L, z_H + x), z_H <- H(z_H, z_L). Outputs and q read z_H (q: position 0)."""
+    rope = rope_tables(cfg) if cfg.pos_encodings == "rope" else None
+    x = embed(w, cfg, inputs, puzzle_rows)
+    with torch.no_grad():
+        for h in range(cfg.H_cycles):
+            for l in range(cfg.L_cycles):
+                if not (h == cfg.H_cycles - 1 and l == cfg.L_cycles - 1):
+                    z_L = net(z_L, z_H + x, w, cfg, rope, "L_level")
+            if h != cfg.H_cycles - 1:
+                z_H = net(z_H, z_L, w, cfg, rope, "H_level")
+    z_L = net(z_L, z_H + x, w, cfg, rope, "L_level")
+    z_H = net(z_H, z_L, w, cfg, rope, "H_level")
+    logits = (z_H @ w["lm_head.weight"].t())[:, cfg.prefix_len:]
+    q = z_H[:, 0] @ w["q_head.weight"].t() + w["q_head.bias"]
+    return z_H.detach(), z_L.detach(), logits, q[:, 0], q[:, 1]
 
 
 # --------------------------------------------------------------------------------------
@@ -315,7 +359,7 @@ def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch
     return -torch.where(mask, lp, torch.zeros_like(lp))
 
 
-def losses_and_metrics(logits, q_halt, labels, halted, steps):
+def losses_and_metrics(logits, q_halt, labels, halted, steps, q_cont=None, target_q_cont=None):
     mask = labels != IGNORE_LABEL
     counts = mask.sum(-1)
     div = counts.clamp_min(1).unsqueeze(-1)
@@ -332,7 +376,13 @@ def losses_and_metrics(logits, q_halt, labels, halted, steps):
         )
     lm_loss = (stablemax_cross_entropy(logits, labels) / div).sum()               # float64
     q_halt_loss = F.binary_cross_entropy_with_logits(q_halt, seq_correct.to(q_halt.dtype), reduction="sum")
-    total = lm_loss + 0.5 * q_halt_loss
+    if target_q_cont is None:
+        total = lm_loss + 0.5 * q_halt_loss
+        return lm_loss, q_halt_loss, total, metrics
+    # Q-learning (no_ACT_continue = False): soft-target BCE on q_continue, same 0.5 weight
+    q_cont_loss = F.binary_cross_entropy_with_logits(q_cont, target_q_cont, reduction="sum")
+    total = lm_loss + 0.5 * (q_halt_loss + q_cont_loss)
+    metrics["q_continue_loss"] = float(q_cont_loss.detach())
     return lm_loss, q_halt_loss, total, metrics
 
 
@@ -425,16 +475,24 @@ class Trainer:
         with torch.no_grad():
             steps = steps + 1
             halted = steps >= cfg.halt_max_steps
+            target_q_cont = None
             if cfg.halt_max_steps > 1:           # training mode
-                if not cfg.no_ACT_continue:
-                    raise NotImplementedError("no_ACT_continue=False (Q-continue target) is not implemented")
-                halted = halted | (q_halt > 0)
+                if cfg.no_ACT_continue:
+                    halted = halted | (q_halt > 0)
+                else:                            # Q-learning ACT (HRM; TRM "w/ ACT")
+                    halted = halted | (q_halt > q_cont)
                 if cfg.halt_exploration_prob > 0:
                     explore = torch.rand(q_halt.shape, generator=self.explore_gen) < cfg.halt_exploration_prob
                     min_steps = explore * torch.randint(2, cfg.halt_max_steps + 1, steps.shape, generator=self.explore_gen)
                     halted = halted & (steps >= min_steps)
+                if not cfg.no_ACT_continue:
+                    # target: an extra inner forward from the NEW carry, same data, current weights
+                    _, _, _, nqh, nqc = inner_forward(w, cfg, y, z, data["inputs"], rows)
+                    last = steps >= cfg.halt_max_steps
+                    target_q_cont = torch.sigmoid(torch.where(last, nqh, torch.maximum(nqh, nqc)))
 
-        lm_loss, q_halt_loss, total, metrics = losses_and_metrics(logits, q_halt, data["labels"], halted, steps)
+        lm_loss, q_halt_loss, total, metrics = losses_and_metrics(logits, q_halt, data["labels"], halted, steps,
+                                                                  q_cont, target_q_cont)
         params = [w[k] for k in self.names]
         grads = torch.autograd.grad((1.0 / cfg.batch_size) * total, params + [rows])
         grad = {k: g for k, g in zip(self.names, grads[:-1])}
@@ -451,6 +509,7 @@ class Trainer:
 
         self.y, self.z, self.steps, self.halted, self.data = y, z, steps, halted, data
         return dict(logits=logits.detach(), q_halt=q_halt.detach(), q_cont=q_cont.detach(),
+                    target_q_cont=None if target_q_cont is None else target_q_cont.detach().clone(),
                     lm_loss=lm_loss.item(), q_halt_loss=q_halt_loss.item(), total=total.item(),
                     grad={k: g.detach().clone() for k, g in grad.items()}, row_grad=row_grad.detach().clone(),
                     y=y, z=z, steps=steps.clone(), halted=halted.clone(), metrics=metrics, lr=lr, lr_e=lr_e)
@@ -525,6 +584,8 @@ def config_tensors(cfg: Config, seed: int) -> Dict[str, np.ndarray]:
         "ema_rate": f32(cfg.ema_rate), "q_head_weight_std": f32(cfg.q_head_weight_std),
         "puzzle_emb_init_std": f32(cfg.puzzle_emb_init_std), "q_head_bias_init": f32(-5.0),
     }
+    if cfg.arch == "hrm":   # (only in HRM fixtures: the TRM fixtures stay byte-identical)
+        c.update({"arch_hrm": i32(1), "H_layers": i32(cfg.H_layers)})
     return {"config." + k: v for k, v in c.items()}
 
 
@@ -558,12 +619,16 @@ def build_fixture(cfg: Config, seed: int, restart_from: Optional[Dict[str, np.nd
         "call.halted": npy(r["halted"]), "call.steps": npy(r["steps"]),
         "grad.puzzle_emb.rows": npy(r["row_grad"]),
     })
+    if r["target_q_cont"] is not None:
+        out["call.target_q_continue"] = npy(r["target_q_cont"])
+        out["call.q_continue_loss"] = np.array([r["metrics"]["q_continue_loss"]], np.float32)
     for k, g in r["grad"].items():
         out["grad." + k] = npy(g)
 
     # trajectory: fresh trainer, 20 calls
     tr = Trainer(cfg, weights)
-    rec = {k: [] for k in ("total", "lm", "qh", "halted", "steps", "acc", "exact", "count", "qacc", "qhl", "lr", "lr_e", "y", "z")}
+    rec = {k: [] for k in ("total", "lm", "qh", "halted", "steps", "acc", "exact", "count", "qacc", "qhl", "lr", "lr_e", "y", "z",
+                           "qc", "qcl", "target")}
     for k, batch in enumerate(batches):
         if restart_from is not None and k > 0:
             tr.y = torch.from_numpy(restart_from["traj.carry_y"][k - 1].copy())
@@ -577,6 +642,8 @@ def build_fixture(cfg: Config, seed: int, restart_from: Optional[Dict[str, np.nd
         rec["qacc"].append(m["q_halt_accuracy"] / cnt); rec["count"].append(m["count"])
         rec["qhl"].append(npy(r["q_halt"])); rec["lr"].append(r["lr"]); rec["lr_e"].append(r["lr_e"])
         rec["y"].append(npy(r["y"])); rec["z"].append(npy(r["z"]))
+        if r["target_q_cont"] is not None:
+            rec["qc"].append(m["q_continue_loss"]); rec["qcl"].append(npy(r["q_cont"])); rec["target"].append(npy(r["target_q_cont"]))
     f = lambda xs: np.array(xs, dtype=np.float32)
     out.update({
         "traj.inputs": np.stack([npy(b["inputs"]) for b in batches]),
@@ -589,6 +656,9 @@ def build_fixture(cfg: Config, seed: int, restart_from: Optional[Dict[str, np.nd
         "traj.q_halt_logits": np.stack(rec["qhl"]), "traj.lr": f(rec["lr"]), "traj.puzzle_emb_lr": f(rec["lr_e"]),
         "traj.carry_y": np.stack(rec["y"]), "traj.carry_z": np.stack(rec["z"]),
     })
+    if rec["target"]:   # Q-learning halting (HRM fixtures only)
+        out.update({"traj.q_continue_loss": f(rec["qc"]), "traj.q_continue_logits": np.stack(rec["qcl"]),
+                    "traj.target_q_continue": np.stack(rec["target"])})
     for k in tr.names:
         out["traj.ema." + k] = npy(tr.ema[k])
         out["traj.final." + k] = npy(tr.w[k])
@@ -655,9 +725,9 @@ def family(name: str) -> str:
         return "call.carry"
     if name in ("call.q_halt_logits", "call.q_continue_logits"):
         return "call.q_logits"
-    if name in ("call.lm_loss", "call.q_halt_loss", "call.total_loss"):
+    if name in ("call.lm_loss", "call.q_halt_loss", "call.total_loss", "call.q_continue_loss"):
         return "call.losses"
-    if name in ("traj.total_loss", "traj.lm_loss", "traj.q_halt_loss"):
+    if name in ("traj.total_loss", "traj.lm_loss", "traj.q_halt_loss", "traj.q_continue_loss"):
         return "traj.losses"
     return name
 
@@ -698,17 +768,62 @@ def _load_function(path: str, name: str, glb: dict):
     raise KeyError(f"{name} not found in {path}")
 
 
+def _explicit_attention(q, k, v, causal=False, **_):
+    """Stand-in for flash_attn_func on CPU (q, k, v: [B, S, H, hd]): softmax(q k^T / sqrt(hd)) v,
+    fp32, no mask; returns [B, S, H, hd] contiguous as flash-attn does."""
+    assert not causal
+    qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))
+    att = torch.softmax((qh @ kh.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1])), dim=-1)
+    return (att @ vh).transpose(1, 2).contiguous()
+
+
+class _SimpleEMA:
+    """shadow <- (1 - mu) p + mu shadow over trainable parameters (the HRM repo has no EMA)."""
+    def __init__(self, mu):
+        self.mu = mu
+
+    def register(self, model):
+        self.shadow = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    def update(self, model):
+        for n, p in model.named_parameters():
+            if p.requires_grad:
+                self.shadow[n] = (1.0 - self.mu) * p.detach() + self.mu * self.shadow[n]
+
+
+def _forget_models_package():
+    """Both official repos name their package `models`: drop a previously imported one."""
+    for k in [k for k in sys.modules if k == "models" or k.startswith("models.")]:
+        del sys.modules[k]
+
+
 def run_official(cfg: Config, seed: int, official: str, adam_pkg: Optional[str],
                  restart_from: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, np.ndarray]:
     """Runs the official TRM model / loss head / sparse sign-SGD / EMA (and optionally the
     official AdamATan2 python wrapper) on our weights and batches; returns fixture-named
-    tensors for comparison. CPU, fp32, no torch.compile."""
+    tensors for comparison. CPU, fp32, no torch.compile.
+    With cfg.arch == "hrm", `official` is either a sapientinc/HRM checkout (models/hrm/hrm_act_v1.py;
+    flash-attn is replaced by `_explicit_attention` through a stub module, the checkout itself is
+    not modified; no EMA there, so `_SimpleEMA`) or a TinyRecursiveModels checkout, whose
+    models/recursive_reasoning/hrm.py is then used."""
     os.environ["DISABLE_COMPILE"] = "1"
+    _forget_models_package()
     sys.path.insert(0, official)
-    from models.recursive_reasoning.trm import TinyRecursiveReasoningModel_ACTV1   # type: ignore
+    sapient_hrm = cfg.arch == "hrm" and os.path.exists(os.path.join(official, "models", "hrm", "hrm_act_v1.py"))
+    if sapient_hrm:
+        stub = types.SimpleNamespace(flash_attn_func=_explicit_attention)
+        sys.modules["flash_attn_interface"] = stub
+        sys.modules["flash_attn"] = stub
+        from models.hrm.hrm_act_v1 import HierarchicalReasoningModel_ACTV1 as TinyRecursiveReasoningModel_ACTV1  # type: ignore
+        EMAHelper = _SimpleEMA
+    else:
+        if cfg.arch == "hrm":
+            from models.recursive_reasoning.hrm import HierarchicalReasoningModel_ACTV1 as TinyRecursiveReasoningModel_ACTV1  # type: ignore
+        else:
+            from models.recursive_reasoning.trm import TinyRecursiveReasoningModel_ACTV1   # type: ignore
+        from models.ema import EMAHelper                                               # type: ignore
     from models.losses import ACTLossHead                                          # type: ignore
     from models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed   # type: ignore
-    from models.ema import EMAHelper                                               # type: ignore
     lr_fn = _load_function(os.path.join(official, "pretrain.py"), "cosine_schedule_with_warmup_lr_lambda", {"math": math})
 
     if adam_pkg is not None:
@@ -733,7 +848,7 @@ def run_official(cfg: Config, seed: int, official: str, adam_pkg: Optional[str],
 
     arch = dict(batch_size=cfg.batch_size, seq_len=cfg.seq_len, puzzle_emb_ndim=cfg.puzzle_emb_ndim,
                 num_puzzle_identifiers=cfg.num_puzzle_identifiers, vocab_size=cfg.vocab_size,
-                H_cycles=cfg.H_cycles, L_cycles=cfg.L_cycles, H_layers=0, L_layers=cfg.L_layers,
+                H_cycles=cfg.H_cycles, L_cycles=cfg.L_cycles, H_layers=cfg.H_layers, L_layers=cfg.L_layers,
                 hidden_size=cfg.hidden_size, expansion=cfg.expansion, num_heads=cfg.num_heads,
                 pos_encodings=cfg.pos_encodings, rms_norm_eps=cfg.rms_norm_eps, rope_theta=cfg.rope_theta,
                 halt_max_steps=cfg.halt_max_steps, halt_exploration_prob=cfg.halt_exploration_prob,
@@ -780,13 +895,17 @@ def run_official(cfg: Config, seed: int, official: str, adam_pkg: Optional[str],
                 carry.inner_carry.z_H = torch.from_numpy(restart_from["traj.carry_y"][k - 1].copy())
                 carry.inner_carry.z_L = torch.from_numpy(restart_from["traj.carry_z"][k - 1].copy())
             carry, loss, metrics, outs, _ = model(carry=carry, batch=batch,
-                                                  return_keys=["logits", "q_halt_logits", "q_continue_logits"])
+                                                  return_keys=["logits", "q_halt_logits", "q_continue_logits",
+                                                               "target_q_continue"])
             ((1 / cfg.batch_size) * loss).backward()
             rec = dict(total=loss.item(), lm=metrics["lm_loss"].item(), qh=metrics["q_halt_loss"].item(),
                        logits=outs["logits"], qh_l=outs["q_halt_logits"], qc_l=outs["q_continue_logits"],
                        y=carry.inner_carry.z_H.clone(), z=carry.inner_carry.z_L.clone(),
                        halted=carry.halted.clone(), steps=carry.steps.clone(),
                        count=int(metrics["count"]), acc=float(metrics["accuracy"]), exact=int(metrics["exact_accuracy"]))
+            if "target_q_continue" in outs:
+                rec["qc"] = metrics["q_continue_loss"].item()
+                rec["target"] = outs["target_q_continue"]
             if record_grads:
                 rec["grad"] = {n[len(P):]: p.grad.clone() for n, p in model.named_parameters()}
                 rec["row_grad"] = model.model.puzzle_emb.local_weights.grad.clone()
@@ -816,6 +935,9 @@ def run_official(cfg: Config, seed: int, official: str, adam_pkg: Optional[str],
                 "call.lm_loss": np.array([r["lm"]], np.float32), "call.q_halt_loss": np.array([r["qh"]], np.float32),
                 "call.total_loss": np.array([r["total"]], np.float32), "call.halted": npy(r["halted"]),
                 "call.steps": npy(r["steps"]), "grad.puzzle_emb.rows": npy(r["row_grad"])})
+    if "target" in r:
+        out["call.target_q_continue"] = npy(r["target"])
+        out["call.q_continue_loss"] = np.array([r["qc"]], np.float32)
     for k, g in r["grad"].items():
         out["grad." + k] = npy(g)
 
@@ -831,6 +953,10 @@ def run_official(cfg: Config, seed: int, official: str, adam_pkg: Optional[str],
         "traj.q_halt_logits": np.stack([npy(r["qh_l"]) for r in recs]), "traj.lr": f([r["lr"] for r in recs]),
         "traj.carry_y": np.stack([npy(r["y"]) for r in recs]), "traj.carry_z": np.stack([npy(r["z"]) for r in recs]),
     })
+    if "target" in recs[0]:
+        out.update({"traj.q_continue_loss": f([r["qc"] for r in recs]),
+                    "traj.q_continue_logits": np.stack([npy(r["qc_l"]) for r in recs]),
+                    "traj.target_q_continue": np.stack([npy(r["target"]) for r in recs])})
     for n, p in model.named_parameters():
         out["traj.final." + n[len(P):]] = npy(p)
     for n, v in ema.shadow.items():
@@ -851,11 +977,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output directory for the fixtures")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variant", choices=["mlp", "att", "all"], default="all")
+    ap.add_argument("--variant", choices=["mlp", "att", "hrm", "all"], default="all")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads for generation (default 1)")
     ap.add_argument("--spread-threads", type=int, default=0,
                     help="if > 0, recompute with this many threads and print the max differences")
-    ap.add_argument("--check-official", default=None, help="path to a TinyRecursiveModels checkout")
+    ap.add_argument("--check-official", default=None, help="path to a TinyRecursiveModels checkout (TRM variants, "
+                    "and its models/recursive_reasoning/hrm.py for the hrm variant)")
+    ap.add_argument("--check-official-hrm", default=None, help="path to a sapientinc/HRM checkout (hrm variant)")
     ap.add_argument("--check-adam-atan2", default=None, help="path to an imoneoi/adam-atan2 checkout (tag 0.0.3)")
     ap.add_argument("--adam-bc1-inside-atan2", action="store_true",
                     help="use the adam-atan2 0.0.2 / SPEC-text variant (not what the reference runs)")
@@ -863,7 +991,7 @@ def main(argv=None) -> int:
 
     torch.use_deterministic_algorithms(True)
     os.makedirs(args.out, exist_ok=True)
-    names = ["mlp", "att"] if args.variant == "all" else [args.variant]
+    names = ["mlp", "att", "hrm"] if args.variant == "all" else [args.variant]
     for name in names:
         fname = VARIANTS[name][0]
         cfg = variant_config(name)
@@ -886,12 +1014,18 @@ def main(argv=None) -> int:
             tag = f"{name}: threads={args.spread_threads} vs threads={args.threads}"
             compare(build_fixture(cfg, args.seed), fx, tag + ", free-running carry")
             compare(build_fixture(cfg, args.seed, restart_from=fx), fx, tag + ", traj call k restarted from the fixture's carry k-1")
-        if args.check_official:
+        checkouts = [("official code", args.check_official)]
+        if cfg.arch == "hrm":
+            checkouts = [("official HRM code (sapientinc/HRM)", args.check_official_hrm),
+                         ("TRM repo's hrm.py", args.check_official)]
+        for label, checkout in checkouts:
+            if not checkout:
+                continue
             torch.set_num_threads(args.threads)
             what = " (+ official AdamATan2 wrapper)" if args.check_adam_atan2 else " (AdamATan2: ours)"
             for restart in (None, fx):
-                off = run_official(cfg, args.seed, args.check_official, args.check_adam_atan2, restart_from=restart)
-                compare(fx, off, f"{name}: ours vs official code{what}, "
+                off = run_official(cfg, args.seed, checkout, args.check_adam_atan2, restart_from=restart)
+                compare(fx, off, f"{name}: ours vs {label}{what}, "
                         + ("free-running carry" if restart is None else "traj call k restarted from our carry k-1"))
                 for k in ("traj.halted", "traj.steps", "call.halted", "call.steps", "traj.count"):
                     assert np.array_equal(fx[k], off[k]), k

@@ -16,6 +16,19 @@ struct HaltingInputs {
   std::span<const float> q_halt;      // [B] q_halt logits
   std::span<const float> q_continue;  // [B] q_continue logits
   std::span<const std::int32_t> steps;  // [B] supervision steps of the sequence, this one included
+  // [B] soft target of q_continue from the Trainer's extra no-grad forward (QLearningHalting, SPEC §5);
+  // empty unless the policy sets needs_q_continue_target (and max_steps > 1).
+  std::span<const float> target_q_continue = {};
+  // [B * seq_len] row-major argmax token of every position after this step (the Trainer fills it),
+  // for policies that look at the answer itself (examples/custom_halting.cpp).
+  std::span<const std::int32_t> predictions = {};
+};
+
+// The halting loss of a policy that has two terms (QLearningHalting): it converts to their sum, so
+// a policy may also return a plain double (= q_halt term only).
+struct HaltingLoss {
+  double q_halt = 0, q_continue = 0;
+  operator double() const { return q_halt + q_continue; }
 };
 
 // BCE with logits, numerically stable: max(x,0) - x*t + log(1 + exp(-|x|)); d/dx = sigmoid(x) - t.
@@ -24,8 +37,11 @@ inline double bce_with_logits(double x, double target) {
 }
 inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
+// The policy object is owned by the Trainer and called non-const, so a policy may keep per-row
+// state between calls (examples/custom_halting.cpp). A policy with needs_q_continue_target = true
+// also provides q_continue_target(next, target) (see QLearningHalting).
 template <class H>
-concept HaltingPolicy = requires(const H& h, HaltingInputs in, Rng& rng, std::span<std::uint8_t> halted,
+concept HaltingPolicy = requires(H& h, HaltingInputs in, Rng& rng, std::span<std::uint8_t> halted,
                                  std::span<const std::uint8_t> seq_correct, std::span<float> dq_halt,
                                  std::span<float> dq_continue, double scale) {
   { H::max_steps } -> std::convertible_to<int>;

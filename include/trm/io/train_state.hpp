@@ -37,10 +37,12 @@ inline void check_metadata(const io::SafetensorsFile& file, const std::string& k
 }  // namespace detail
 
 // Weights with the model's signature in the metadata (plain weights files from PyTorch have none;
-// load_weights accepts both).
+// load_weights accepts both). `extra_metadata`: more string entries for the file's metadata (e.g. a
+// program's run configuration); the format and trm.* entries set here win over extra ones.
 template <class M>
-void save_model(M& model, const std::filesystem::path& path) {
+void save_model(M& model, const std::filesystem::path& path, const std::map<std::string, std::string>& extra_metadata = {}) {
   io::SafetensorsFile file;
+  file.metadata = extra_metadata;
   file.metadata["format"] = "pt";
   file.metadata["trm.kind"] = "model";
   file.metadata["trm.signature"] = model_signature<M>();
@@ -58,10 +60,12 @@ void load_model(M& model, const std::filesystem::path& path) {
 }
 
 template <class M, class Opt>
-void save_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& path) {
+void save_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& path,
+                      const std::map<std::string, std::string>& extra_metadata = {}) {
   using S = typename M::scalar_type;
   static_assert(std::is_same_v<S, float>, "train states are stored in float32");
   io::SafetensorsFile file;
+  file.metadata = extra_metadata;  // as save_model: the trm.* keys below win
   file.metadata["trm.kind"] = "train_state";
   file.metadata["trm.signature"] = model_signature<M>();
   file.metadata["trm.optimizer"] = Opt::name;
@@ -141,7 +145,8 @@ void load_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& pat
     const auto& rec = file.at("carry.steps");
     const index_t b = rec.shape.empty() ? 0 : index_t(rec.shape[0]);
     carry.y.resize(b, M::total_len, M::hidden);
-    carry.z.resize(b, M::total_len, M::hidden);
+    const index_t zb = b * index_t(M::num_latents);  // latent states stacked along the batch axis
+    carry.z.resize(zb, M::total_len, M::hidden);
     carry.steps.assign(b, 0);
     carry.halted.assign(b, 0);
     carry.data.inputs.resize(b, M::seq_len);
@@ -149,7 +154,7 @@ void load_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& pat
     carry.data.puzzle_identifiers.resize(b);
     const std::vector<std::int64_t> state{b, M::total_len, M::hidden}, grid{b, M::seq_len};
     expected.push_back({"carry.y", io::DType::F32, state, std::as_writable_bytes(carry.y.span())});
-    expected.push_back({"carry.z", io::DType::F32, state, std::as_writable_bytes(carry.z.span())});
+    expected.push_back({"carry.z", io::DType::F32, {zb, M::total_len, M::hidden}, std::as_writable_bytes(carry.z.span())});
     expected.push_back({"carry.steps", io::DType::I32, {b}, std::as_writable_bytes(std::span<std::int32_t>(carry.steps))});
     expected.push_back({"carry.halted", io::DType::U8, {b}, std::as_writable_bytes(std::span<std::uint8_t>(carry.halted))});
     expected.push_back({"carry.inputs", io::DType::I32, grid, std::as_writable_bytes(carry.data.inputs.span())});

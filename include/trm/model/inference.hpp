@@ -37,7 +37,7 @@ class Solver {
     x_.resize(b, M::total_len, M::hidden);
     model_.embed(batch, x_.view());
     y_.resize(b, M::total_len, M::hidden);
-    z_.resize(b, M::total_len, M::hidden);
+    z_.resize(b * index_t(M::num_latents), M::total_len, M::hidden);  // latents stacked along the batch axis
     std::vector<std::uint8_t> active(b, 1);
     model_.reset_states(active, y_.view(), z_.view());
     logits_.resize(b, M::seq_len, M::vocab);

@@ -53,6 +53,15 @@ concept ScheduleNets = requires {
   { S::net_name(std::size_t{}) } -> std::convertible_to<const char*>;
 };
 
+namespace detail {
+// How many latent states z a schedule carries besides y (optional member `latent_states`,
+// default 1: TRM's z / HRM's z_L). 0: the single-state TrmSingleZ; K > 1: TrmMultiScaleZ.
+template <class S>
+constexpr std::size_t schedule_latents() {
+  if constexpr (requires { S::latent_states; }) return std::size_t(S::latent_states); else return 1;
+}
+}  // namespace detail
+
 template <ModelConfig C, Backend B = cpu, Scalar T = float>
   requires ScheduleNets<typename C::schedule>
 class Model {
@@ -68,6 +77,10 @@ class Model {
   static constexpr index_t seq_len = traits::seq_len, prefix_len = traits::prefix_len,
                            total_len = traits::total_len, hidden = traits::hidden, vocab = traits::vocab;
   static constexpr std::size_t num_nets = schedule::num_nets;
+  // The carry is y [B, L+P, D] (the state the heads read: TRM's y, HRM's z_H, TrmSingleZ's only
+  // state) and z [num_latents * B, L+P, D]: latent k occupies batch rows [k*B, (k+1)*B)
+  // (TRM's z, HRM's z_L; empty for TrmSingleZ; K latents for TrmMultiScaleZ).
+  static constexpr std::size_t num_latents = detail::schedule_latents<schedule>();
 
   using mixer_layer = typename detail::mixer_layer<typename C::mixer, total_len, hidden, traits::expansion, T, B>::type;
   using block_type = Block<mixer_layer, SwiGlu<hidden, traits::expansion, T, B>>;
@@ -86,6 +99,10 @@ class Model {
   Param<T, space> puzzle_emb{{traits::num_puzzle_ids, hidden}};
   Param<T, space> H_init{{hidden}};
   Param<T, space> L_init{{hidden}};
+  // Fixed initial states of latents 1..K-1 when the schedule carries K > 1 latents (latent 0 uses
+  // L_init); buffer names L2_init, L3_init, ... (the reference's trm_hier6 calls them L2..L6_init
+  // and latent 0's L1_init).
+  std::array<Param<T, space>, (num_latents > 1 ? num_latents - 1 : 0)> extra_L_init = make_extra_inits();
 
   explicit Model(std::uint64_t seed = 0) {
     configure();
@@ -94,7 +111,7 @@ class Model {
   }
   Model(const Model& o)
       : embed_tokens(o.embed_tokens), lm_head(o.lm_head), q_head(o.q_head), nets(o.nets), embed_pos(o.embed_pos),
-        puzzle_emb(o.puzzle_emb), H_init(o.H_init), L_init(o.L_init) {
+        puzzle_emb(o.puzzle_emb), H_init(o.H_init), L_init(o.L_init), extra_L_init(o.extra_L_init) {
     configure();
   }
   Model& operator=(const Model& o) {
@@ -106,6 +123,7 @@ class Model {
     puzzle_emb = o.puzzle_emb;
     H_init = o.H_init;
     L_init = o.L_init;
+    extra_L_init = o.extra_L_init;
     configure();
     return *this;
   }
@@ -123,6 +141,7 @@ class Model {
       trunc_normal_init<T>(embed_pos.value.span(), 1.0 / std::sqrt(double(hidden)), rng);
     trunc_normal_init<T>(H_init.value.span(), 1.0, rng);
     trunc_normal_init<T>(L_init.value.span(), 1.0, rng);
+    for (auto& p : extra_L_init) trunc_normal_init<T>(p.value.span(), 1.0, rng);
     puzzle_emb.value.zero();
   }
 
@@ -141,6 +160,7 @@ class Model {
     f(std::string("puzzle_emb.weights"), puzzle_emb);
     f(std::string("H_init"), H_init);
     f(std::string("L_init"), L_init);
+    for (std::size_t k = 0; k < extra_L_init.size(); ++k) f("L" + std::to_string(k + 2) + "_init", extra_L_init[k]);
   }
 
   index_t num_parameters() {
@@ -225,16 +245,26 @@ class Model {
     for (index_t r = 0; r < b; ++r) B::axpy(T(1), rows(dq_input_.cview(), r, 1), rows(slice0(dy, r), 0, 1));
   }
 
-  // Rows with reset[r] start over: y = H_init, z = L_init broadcast to every position.
+  // Rows with reset[r] start over: y = H_init, latent k of z = its init (L_init for k = 0),
+  // broadcast to every position. z has num_latents * B rows (see num_latents). A schedule
+  // without latents (TrmSingleZ) starts its only state y from L_init, as the reference does.
   template <class Mask>
   void reset_states(const Mask& reset, Tensor3View<T, space> y, Tensor3View<T, space> z) const {
-    for (index_t r = 0; r < y.extent(0); ++r)
+    const index_t b = y.extent(0);
+    if (z.extent(0) != b * index_t(num_latents))
+      throw ShapeError("Model::reset_states: z must have num_latents * batch = " + std::to_string(num_latents) + " * " +
+                       std::to_string(b) + " rows (one block of batch rows per latent state), found " +
+                       std::to_string(z.extent(0)));
+    const auto& y_init = num_latents == 0 ? L_init : H_init;
+    for (index_t r = 0; r < b; ++r)
       if (reset[r])
         for (index_t p = 0; p < total_len; ++p) {
-          B::copy(H_init.value.cview(), rows(slice0(y, r), p, 1));
-          B::copy(L_init.value.cview(), rows(slice0(z, r), p, 1));
+          B::copy(y_init.value.cview(), rows(slice0(y, r), p, 1));
+          for (std::size_t k = 0; k < num_latents; ++k)
+            B::copy(latent_init(k).value.cview(), rows(slice0(z, index_t(k) * b + r), p, 1));
         }
   }
+  const Param<T, space>& latent_init(std::size_t k) const { return k == 0 ? L_init : extra_L_init[k - 1]; }
 
   static T embed_scale() { return T(std::sqrt(double(hidden))); }
 
@@ -257,6 +287,11 @@ class Model {
       }
   }
   static void fill_host(DynTensor<T, 2, space>& t, T v) { B::fill(t.view(), v); }
+  static auto make_extra_inits() {
+    std::array<Param<T, space>, (num_latents > 1 ? num_latents - 1 : 0)> a;
+    for (auto& p : a) p = Param<T, space>({hidden});
+    return a;
+  }
   void check_batch(const Batch& batch) const {
     const index_t b = batch.size();
     check_shape("batch.inputs", std::vector<index_t>{b, seq_len}, batch.inputs.shape());

@@ -3,6 +3,7 @@
 // one supervision step on every row of the carried batch, one optimiser step.
 #include <cstdint>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "../halting/halting.hpp"
@@ -36,7 +37,9 @@ struct StepMetrics {
 };
 
 // The carried state between calls (detached): states, per-row step counts and halted flags, and
-// the batch rows each sequence is working on.
+// the batch rows each sequence is working on. y [B, L+P, D] is the state the heads read; z holds
+// the schedule's M::num_latents latent states stacked along the batch axis ([K*B, L+P, D]; see
+// Model::num_latents): TRM (y, z), HRM (z_H, z_L), TrmSingleZ (z, empty), TrmMultiScaleZ (y, z_1..z_K).
 template <class M>
 struct Carry {
   using S = typename M::scalar_type;
@@ -82,6 +85,10 @@ class Trainer {
   // Logits [B, L, V] and q [B, 2] of the last call.
   const DynTensor<S, 3, space>& logits() const { return logits_; }
   const DynTensor<S, 2, space>& q() const { return q_; }
+  // Argmax tokens [B * L] of the last call, and the q_continue targets [B] (empty unless the
+  // halting policy needs them).
+  const std::vector<std::int32_t>& predictions() const { return predictions_; }
+  const std::vector<float>& target_q_continue() const { return target_q_continue_; }
 
   // One training call with an incoming batch (rows of halted sequences are replaced by it).
   // If `update` is false the gradients are left in the parameters and no optimiser step is taken.
@@ -103,15 +110,36 @@ class Trainer {
       qc[r] = float(q_(r, 1));
       carry_.steps[r] += 1;
     }
+    predictions_.resize(std::size_t(b * M::seq_len));
+    for (index_t r = 0; r < b; ++r)
+      for (index_t t = 0; t < M::seq_len; ++t) {
+        index_t best = 0;
+        for (index_t k = 1; k < M::vocab; ++k)
+          if (logits_(r, t, k) > logits_(r, t, best)) best = k;
+        predictions_[std::size_t(r * M::seq_len + t)] = std::int32_t(best);
+      }
     HaltingInputs hin{qh, qc, carry_.steps};
+    hin.predictions = predictions_;
     halting_.decide_training(hin, rng_, carry_.halted);
+    target_q_continue_.clear();
+    if constexpr (halting_type::needs_q_continue_target) {
+      if (halting_type::max_steps > 1) {
+        q_continue_target(b);
+        hin.target_q_continue = target_q_continue_;
+      }
+    }
 
     // Losses; backward of total / B.
     const double inv_b = 1.0 / double(b);
     dlogits_.resize(b, M::seq_len, M::vocab);
     auto tl = token_loss<S>(options_.loss, logits_.cview(), data.labels.cview(), dlogits_.view(), inv_b);
     std::vector<float> dqh(b), dqc(b);
-    const double q_loss = halting_.loss(hin, tl.seq_correct, dqh, dqc, 0.5 * inv_b);
+    const auto q_loss = halting_.loss(hin, tl.seq_correct, dqh, dqc, 0.5 * inv_b);
+    double q_halt_loss = double(q_loss), q_continue_loss = 0;
+    if constexpr (std::is_same_v<std::remove_cvref_t<decltype(q_loss)>, HaltingLoss>) {
+      q_halt_loss = q_loss.q_halt;
+      q_continue_loss = q_loss.q_continue;
+    }
     dq_.resize(b, 2);
     for (index_t r = 0; r < b; ++r) {
       dq_(r, 0) = S(dqh[r]);
@@ -119,8 +147,9 @@ class Trainer {
     }
     StepMetrics m;
     m.lm_loss = tl.loss;
-    m.q_halt_loss = q_loss;
-    m.total_loss = tl.loss + 0.5 * q_loss;
+    m.q_halt_loss = q_halt_loss;
+    m.q_continue_loss = q_continue_loss;
+    m.total_loss = tl.loss + 0.5 * (q_halt_loss + q_continue_loss);
     for (index_t r = 0; r < b; ++r)
       if (carry_.halted[r] && tl.count[r] > 0) {
         m.count += 1;
@@ -158,13 +187,36 @@ class Trainer {
   void set_carry(Carry<M> c) { carry_ = std::move(c); }
 
  private:
+  // Q-learning target (SPEC §5): one more supervision step, without gradient, from copies of the
+  // new carry on the same data and weights; the policy turns its q logits into the targets.
+  void q_continue_target(index_t b) {
+    next_y_.resize(b, M::total_len, M::hidden);
+    next_z_.resize(carry_.z.extent(0), M::total_len, M::hidden);
+    Bk::copy(as_matrix(carry_.y.cview()), as_matrix(next_y_.view()));
+    if (next_z_.size() > 0) Bk::copy(as_matrix(carry_.z.cview()), as_matrix(next_z_.view()));
+    schedule::forward(model_, next_tape_, x_.cview(), next_y_.view(), next_z_.view(), false);
+    next_logits_.resize(b, M::seq_len, M::vocab);
+    next_q_.resize(b, 2);
+    model_.heads(next_y_.cview(), next_logits_.view(), next_q_.view(), next_head_cache_);
+    std::vector<float> nqh(b), nqc(b);
+    for (index_t r = 0; r < b; ++r) {
+      nqh[r] = float(next_q_(r, 0));
+      nqc[r] = float(next_q_(r, 1));
+    }
+    target_q_continue_.resize(std::size_t(b));
+    // Guarded so that explicit instantiations of a Trainer whose policy has no Q-continue target
+    // (BceHalting, FixedSteps) still compile this member.
+    if constexpr (halting_type::needs_q_continue_target)
+      halting_.q_continue_target(HaltingInputs{nqh, nqc, carry_.steps}, target_q_continue_);
+  }
+
   // Rows whose sequence halted take the incoming row and restart from H_init / L_init.
   void adopt(const Batch& incoming) {
     const index_t b = incoming.size();
     check_shape("Trainer::step: batch.labels", std::vector<index_t>{b, M::seq_len}, incoming.labels.shape());
     if (carry_.empty()) {
       carry_.y.resize(b, M::total_len, M::hidden);
-      carry_.z.resize(b, M::total_len, M::hidden);
+      carry_.z.resize(b * index_t(M::num_latents), M::total_len, M::hidden);
       carry_.steps.assign(b, 0);
       carry_.halted.assign(b, 1);
       carry_.data = incoming;
@@ -197,6 +249,13 @@ class Trainer {
   typename M::HeadCache head_cache_;
   DynTensor<S, 3, space> x_, logits_, dlogits_, dy_, dx_;
   DynTensor<S, 2, space> q_, dq_, puzzle_row_grad_;
+  std::vector<std::int32_t> predictions_;
+  // the Q-learning target's extra forward (own tape and head cache: the recorded ones stay intact)
+  typename schedule::template Tape<M> next_tape_;
+  typename M::HeadCache next_head_cache_;
+  DynTensor<S, 3, space> next_y_, next_z_, next_logits_;
+  DynTensor<S, 2, space> next_q_;
+  std::vector<float> target_q_continue_;
 };
 
 }  // namespace trm
