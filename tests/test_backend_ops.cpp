@@ -164,11 +164,6 @@ void fill_value(MatrixView<T> m, T v) {
     for (index_t j = 0; j < m.extent(1); ++j) m(i, j) = v;
 }
 
-template <class T>
-VectorView<T> as_vec(DynTensor<T, 1>& t) {
-  return t.view();
-}
-
 }  // namespace
 
 // =============================================================================================
@@ -225,11 +220,11 @@ TEST_CASE_TEMPLATE("gemm: cpu matches reference for all transposes, betas and od
   Rng rng(11);
   const GemmShape shapes[] = {{7, 13, 5}, {1, 17, 1}, {13, 1, 7}, {1, 1, 1}, {5, 7, 0},
                               {0, 3, 4},  {3, 0, 4},  {64, 33, 70}, {2, 300, 300}};
-  const AlphaBeta abs[] = {{1.0, 0.0}, {1.0, 1.0}, {0.75, -1.5}, {-2.0, 0.0}};
+  const AlphaBeta alpha_betas[] = {{1.0, 0.0}, {1.0, 1.0}, {0.75, -1.5}, {-2.0, 0.0}};
   for (auto s : shapes)
     for (Trans ta : {Trans::N, Trans::T})
       for (Trans tb : {Trans::N, Trans::T})
-        for (auto ab : abs) {
+        for (auto ab : alpha_betas) {
           auto a = ta == Trans::N ? random_mat<T>(s.m, s.k, rng) : random_mat<T>(s.k, s.m, rng);
           auto b = tb == Trans::N ? random_mat<T>(s.k, s.n, rng) : random_mat<T>(s.n, s.k, rng);
           auto c_ref = ab.beta == 0 ? filled<T>(s.m, s.n, nan_v<T>) : random_mat<T>(s.m, s.n, rng);
@@ -245,10 +240,10 @@ TEST_CASE_TEMPLATE("gemm: strided sub-views from rows()/columns() for A, B and C
   Rng rng(12);
   const T sentinel = T(12345);
   const index_t m = 6, n = 5, k = 9;
-  const AlphaBeta abs[] = {{1.0, 0.0}, {1.0, 1.0}, {-0.5, 2.0}};
+  const AlphaBeta alpha_betas[] = {{1.0, 0.0}, {1.0, 1.0}, {-0.5, 2.0}};
   for (Trans ta : {Trans::N, Trans::T})
     for (Trans tb : {Trans::N, Trans::T})
-      for (auto ab : abs) {
+      for (auto ab : alpha_betas) {
         // A and B: windows inside bigger random matrices (their row stride exceeds their width).
         Mat<T> abig = random_mat<T>(m + k + 3, m + k + 4, rng), bbig = random_mat<T>(n + k + 2, n + k + 5, rng);
         auto a = ta == Trans::N ? columns(rows(abig.cview(), 2, m), 3, k) : columns(rows(abig.cview(), 1, k), 2, m);
@@ -847,6 +842,82 @@ TEST_CASE_TEMPLATE("sum_rows and dot: cpu matches reference", T, float, double) 
   CHECK(s(1) == 6);
   CHECK(cpu::dot<T>(w.cview(), w.cview()) == 30);
   CHECK(reference::dot<T>(w.cview(), w.cview()) == 30);
+}
+
+// =============================================================================================
+// Large inputs: the cpu backend splits elementwise and row-wise ops between threads above a size
+// threshold. Those paths must match the oracle too, and give bit-identical results for 1 and 2
+// threads (every element or row is computed by the same code whichever thread runs it).
+// =============================================================================================
+
+TEST_CASE_TEMPLATE("large inputs (threaded paths): cpu matches reference, bit-identical for 1 and 2 threads", T,
+                   float, double) {
+  Rng rng(111);
+  const index_t R = 300, C = 257, inter = 129;  // 77k elements per matrix
+  auto x = random_mat<T>(R, C, rng), y0 = random_mat<T>(R, C, rng), dy = random_mat<T>(R, C, rng);
+  auto gu = random_mat<T>(R, 2 * inter, rng, -4, 4), dh = random_mat<T>(R, inter, rng);
+  DynTensor<T, 3> t3(4, 150, 130);
+  for (auto& v : t3.span()) v = T(rng.uniform(-1, 1));
+  auto xr = random_mat<T>(600, 64, rng), cs = random_mat<T>(600, 64, rng), sn = random_mat<T>(600, 64, rng);
+
+  struct Out {
+    Mat<T> add, axpy, scale, copy, swf, swb, rmsy, rmsdx, sm, smb, rope;
+    DynTensor<T, 1> rstd;
+    DynTensor<T, 3> tr;
+  };
+  auto run = [&](auto backend) {
+    using Bk = decltype(backend);
+    Out o;
+    o.add = filled<T>(R, C, nan_v<T>);
+    Bk::template add<T>(x.cview(), y0.cview(), o.add.view());
+    o.axpy = y0;
+    Bk::template axpy<T>(T(0.3), x.cview(), o.axpy.view());
+    o.scale = x;
+    Bk::template scale<T>(o.scale.view(), T(-1.25));
+    o.copy = filled<T>(R, C, nan_v<T>);
+    Bk::template copy<T>(x.cview(), o.copy.view());
+    o.swf = filled<T>(R, inter, nan_v<T>);
+    Bk::template swiglu_forward<T>(gu.cview(), o.swf.view());
+    o.swb = filled<T>(R, 2 * inter, nan_v<T>);
+    Bk::template swiglu_backward<T>(gu.cview(), dh.cview(), o.swb.view());
+    o.rmsy = filled<T>(R, C, nan_v<T>);
+    o.rstd.resize(R);
+    Bk::template rmsnorm_forward<T>(x.cview(), o.rmsy.view(), o.rstd.view(), T(1e-5));
+    o.rmsdx = y0;
+    Bk::template rmsnorm_backward<T>(o.rmsy.cview(), o.rstd.cview(), dy.cview(), o.rmsdx.view(), true);
+    o.sm = x;
+    Bk::template softmax_rows<T>(o.sm.view(), T(3));
+    o.smb = filled<T>(R, C, nan_v<T>);
+    Bk::template softmax_rows_backward<T>(o.sm.cview(), dy.cview(), o.smb.view(), T(3));
+    o.rope = xr;
+    Bk::template rope<T>(o.rope.view(), cs.cview(), sn.cview(), false);
+    o.tr.resize(4, 130, 150);
+    Bk::template transpose_batched<T>(t3.cview(), o.tr.view(), false);
+    return o;
+  };
+  const int saved = cpu::num_threads();
+  Out ref = run(reference{});
+  cpu::set_num_threads(1);
+  Out one = run(cpu{});
+  cpu::set_num_threads(2);
+  Out two = run(cpu{});
+  cpu::set_num_threads(saved);
+
+  const std::pair<const char*, Mat<T> Out::*> mats[] = {
+      {"add", &Out::add},   {"axpy", &Out::axpy},   {"scale", &Out::scale}, {"copy", &Out::copy},
+      {"swiglu_forward", &Out::swf}, {"swiglu_backward", &Out::swb}, {"rmsnorm_forward", &Out::rmsy},
+      {"rmsnorm_backward", &Out::rmsdx}, {"softmax_rows", &Out::sm}, {"softmax_rows_backward", &Out::smb},
+      {"rope", &Out::rope}};
+  for (auto [name, member] : mats) {
+    INFO(name);
+    CHECK(bit_equal((one.*member).cview(), (two.*member).cview()));
+    CHECK(all_finite((two.*member).cview()));
+    // Row-wise relative error: covers the elementwise bounds and the row reductions (k = C).
+    CHECK(max_row_err((two.*member).cview(), (ref.*member).cview()) <= reduction_tol<T>(C));
+  }
+  CHECK(std::memcmp(one.tr.data(), two.tr.data(), one.tr.bytes()) == 0);
+  CHECK(std::memcmp(ref.tr.data(), two.tr.data(), ref.tr.bytes()) == 0);
+  CHECK(std::memcmp(one.rstd.data(), two.rstd.data(), one.rstd.bytes()) == 0);
 }
 
 // =============================================================================================

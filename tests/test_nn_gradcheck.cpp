@@ -112,6 +112,15 @@ TEST_CASE_TEMPLATE("TokenMlp (sequence mixer with its own residual and sequence-
   auto r = test::gradcheck_sequence_layer(mixer, 2, 5, 3, 11);
   INFO(r.worst);
   CHECK(r.max_rel_error < grad_tolerance);
+  // Without keeping the SwiGLU's cache (backward recomputes it), in one block of rows and in
+  // blocks (the 6 rows of [B*D, S] in 2 blocks of 3, and in 3 blocks of 2).
+  mixer.keep_rows_max = 0;
+  for (index_t chunk : {4096, 4, 2}) {
+    mixer.chunk_rows = chunk;
+    auto rc = test::gradcheck_sequence_layer(mixer, 2, 5, 3, 11);
+    INFO("recomputed, chunk_rows " << chunk << ": " << rc.worst);
+    CHECK(rc.max_rel_error < grad_tolerance);
+  }
 }
 
 TEST_CASE_TEMPLATE("Block and Stack gradients (attention and token-MLP mixers)", Bk, reference, cpu) {

@@ -105,11 +105,18 @@ AdamAtan2 fixture_adam(const io::SafetensorsFile& f) {
                    .beta1 = double(f.values<float>("config.beta1")[0]), .beta2 = double(f.values<float>("config.beta2")[0])};
 }
 
-template <class Cfg>
+// recompute: the token MLP keeps no SwiGLU cache and recomputes it in backward, in blocks of 96
+// rows (what large batches do; see TokenMlp::keep_rows_max).
+template <class Cfg, bool recompute = false>
 void check_single_call(const char* file_name) {
   const auto f = io::SafetensorsFile::load(data_dir / file_name);
   Model<Cfg> model(0);
   load_weights(model, f, {"weights."}, /*allow_extra=*/true);
+  if constexpr (recompute)
+    for (auto& blk : model.nets[0].layers) {
+      blk.mixer.keep_rows_max = 0;
+      blk.mixer.chunk_rows = 96;
+    }
   Trainer trainer(model, fixture_adam(f), fixture_options(f));
   const Batch batch = batch_from(f, "call.");
   auto m = trainer.step(batch, /*update=*/false);
@@ -210,6 +217,9 @@ void check_trajectory(const char* file_name) {
 
 TEST_CASE("parity: TRM-MLP one supervision step (outputs, carry, losses, every gradient)") {
   check_single_call<MlpConfig>("trm_mlp_h64.safetensors");
+}
+TEST_CASE("parity: TRM-MLP one supervision step, token MLP recomputing its SwiGLU cache in row blocks") {
+  check_single_call<MlpConfig, true>("trm_mlp_h64.safetensors");
 }
 TEST_CASE("parity: TRM-Att one supervision step (outputs, carry, losses, every gradient)") {
   check_single_call<AttConfig>("trm_att_h64.safetensors");

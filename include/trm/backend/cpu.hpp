@@ -1,16 +1,23 @@
 #pragma once
 // trm::cpu: the fast CPU backend. GEMMs go to OpenBLAS's cblas_?gemm when the library was
-// configured with it (TRM_HAVE_CBLAS; about 25% faster than Eigen 3.4's own GEMM at the TRM shapes,
-// and Eigen's GEMM only uses threads under OpenMP), otherwise to Eigen. Elementwise work is done
-// with vectorised Eigen expressions, one pass per fused op, on the calling thread: it is memory
-// bound and small next to the GEMMs, and keeping it off a second thread pool avoids the spinning
-// OpenMP-beside-OpenBLAS contention that slows PyTorch down on small machines.
-// Deterministic for a fixed thread count: OpenBLAS partitions a GEMM the same way every call.
+// configured with it (TRM_HAVE_CBLAS), otherwise to Eigen (whose GEMM only uses threads under
+// OpenMP). Note: OpenBLAS 0.3.21 (Debian 12) falls back to its generic "Prescott" SSE kernels on
+// CPUs it does not know (e.g. Xeon family 6 model 207), 5-8x slower than its AVX-512 ones; run with
+// OPENBLAS_CORETYPE=SkylakeX there (cpu::blas_core() names the kernels in use).
+// Elementwise work is done with vectorised Eigen expressions, one pass per fused op, spread over a
+// small pool of persistent threads of our own (trm/backend/cpu_pool.hpp; same thread count as the
+// GEMMs) when an op is big enough. Not OpenMP: its idle threads would spin next to OpenBLAS's.
+// Deterministic for a fixed thread count: OpenBLAS partitions a GEMM the same way every call, and
+// the elementwise ops give the same bits for any thread count.
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 
+#include "cpu_pool.hpp"
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 #include "ops.hpp"
 
 #if defined(TRM_HAVE_CBLAS)
@@ -23,14 +30,51 @@ namespace detail {
 template <class T>
 using EigenRowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+// The layouts an Eigen map with an outer stride (and a BLAS leading dimension) can express: unit
+// column stride and rows that do not overlap. Anything else (a transposed view, a broadcast view with
+// row stride 0), which trm::reference handles by plain indexing, is rejected here instead of being
+// read wrongly or out of bounds.
+template <class T>
+void check_cpu_layout(const MatrixView<T>& v) {
+  if ((v.extent(1) > 1 && v.stride(1) != 1) || (v.extent(0) > 1 && v.stride(0) < v.extent(1)))
+    throw ShapeError("cpu backend: the matrix view of shape " + format_shape(v.shape()) + " has strides " +
+                     format_shape(v.strides()) +
+                     "; cpu ops need unit column stride and non-overlapping rows (row stride >= width)");
+}
+
 // A unit-inner-stride matrix view as an Eigen map (row-major, outer stride = row stride).
 template <class T>
 auto emap(const MatrixView<T>& v) {
+  check_cpu_layout(v);
   using M = std::conditional_t<std::is_const_v<T>, const EigenRowMat<std::remove_const_t<T>>, EigenRowMat<T>>;
   index_t outer = v.extent(0) > 1 ? v.stride(0) : v.extent(1);
   return Eigen::Map<M, Eigen::Unaligned, Eigen::OuterStride<>>(v.data(), v.extent(0), v.extent(1),
                                                                 Eigen::OuterStride<>(std::max<index_t>(outer, v.extent(1))));
 }
+
+#if defined(__AVX__)
+// dst[c * ds + r] (+)= src[r * ss + c] for an 8x8 block of floats (unit inner strides).
+inline void transpose8x8_avx(const float* src, index_t ss, float* dst, index_t ds, bool accumulate) {
+  __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss), r2 = _mm256_loadu_ps(src + 2 * ss),
+         r3 = _mm256_loadu_ps(src + 3 * ss), r4 = _mm256_loadu_ps(src + 4 * ss), r5 = _mm256_loadu_ps(src + 5 * ss),
+         r6 = _mm256_loadu_ps(src + 6 * ss), r7 = _mm256_loadu_ps(src + 7 * ss);
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+         t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+         t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+         u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+         u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+         u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  __m256 o[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                 _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                 _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                 _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+  for (int k = 0; k < 8; ++k) {
+    float* d = dst + k * ds;
+    _mm256_storeu_ps(d, accumulate ? _mm256_add_ps(_mm256_loadu_ps(d), o[k]) : o[k]);
+  }
+}
+#endif
 
 inline int& cpu_thread_count() {
   static int n = 0;  // 0: not set by the user yet (the library default applies)
@@ -42,7 +86,8 @@ struct cpu {
   using memory_space = host_space;
   static constexpr const char* name = "cpu";
 
-  // Threads used by the GEMMs (OpenBLAS's pool, or Eigen's when built with OpenMP).
+  // Threads used by the GEMMs (OpenBLAS's pool, or Eigen's when built with OpenMP) and by the
+  // elementwise ops (CpuPool).
   static void set_num_threads(int n) {
     n = std::max(1, n);
     detail::cpu_thread_count() = n;
@@ -50,6 +95,7 @@ struct cpu {
     openblas_set_num_threads(n);
 #endif
     Eigen::setNbThreads(n);
+    detail::CpuPool::instance().set_threads(n);
   }
   static int num_threads() {
 #if defined(TRM_HAVE_CBLAS)
@@ -59,10 +105,65 @@ struct cpu {
 #endif
   }
   static void synchronize() {}
+  // The GEMM kernels in use: OpenBLAS's core name ("SkylakeX", "Haswell", "Prescott" = generic
+  // SSE, ...), or "eigen" without OpenBLAS.
+  static const char* blas_core() {
+#if defined(TRM_HAVE_CBLAS)
+    return openblas_get_corename();
+#else
+    return "eigen";
+#endif
+  }
+
+ private:
+  // Elements per parallel task. An op of at most kGrain elements runs on the calling thread alone:
+  // a sleeping worker takes tens of microseconds to wake, about what 32k floats take to process
+  // (the caller does not wait for it, but the wake-up is not free).
+  static constexpr index_t kGrain = 32768;
+
+  static detail::CpuPool& pool() {
+    // The pool follows set_num_threads(); until that is called, OpenBLAS's default thread count.
+    if (detail::cpu_thread_count() == 0) set_num_threads(num_threads());
+    return detail::CpuPool::instance();
+  }
+  template <class T>
+  static void transpose_elem(T& o, T v, bool accumulate) {
+    o = accumulate ? o + v : v;
+  }
+  // fn(begin, end) over [0, n) split into tasks of `grain` items (detail::parallel_ranges).
+  template <class F>
+  static void parallel(index_t n, index_t grain, F&& fn) {
+    pool();
+    detail::parallel_ranges(n, grain, fn);
+  }
+  // fn(first_row, row_count) over the rows of a [rows, cols] matrix.
+  template <class F>
+  static void for_rows(index_t rows, index_t cols, F&& fn) {
+    parallel(rows, std::max<index_t>(1, kGrain / std::max<index_t>(cols, 1)),
+             [&](index_t b, index_t e) { fn(b, e - b); });
+  }
+  // fn(row, first_col, col_count) over the elements of a [rows, cols] matrix, split by element
+  // count (a single long row is split too), each call within one row.
+  template <class F>
+  static void for_elements(index_t rows, index_t cols, F&& fn) {
+    if (rows == 0 || cols == 0) return;
+    parallel(rows * cols, kGrain, [&](index_t b, index_t e) {
+      while (b < e) {
+        const index_t r = b / cols, c = b % cols, n = std::min(cols - c, e - b);
+        fn(r, c, n);
+        b += n;
+      }
+    });
+  }
+
+ public:
 
   template <class T>
   static void gemm(Trans ta, Trans tb, T alpha, CMatrixView<T> a, CMatrixView<T> b, T beta, MatrixView<T> c) {
     detail::check_gemm(ta, tb, a, b, c);
+    detail::check_cpu_layout(a);
+    detail::check_cpu_layout(b);
+    detail::check_cpu_layout(c);
     const index_t m = c.extent(0), n = c.extent(1);
     const index_t k = ta == Trans::N ? a.extent(1) : a.extent(0);
     if (m == 0 || n == 0) return;
@@ -104,29 +205,43 @@ struct cpu {
     else run(A.transpose(), B.transpose());
   }
 
+  // Elementwise ops run on CpuPool (trm/backend/cpu_pool.hpp) when they are big enough to pay for
+  // a second thread; every row or element is computed by the same code on whichever thread, so the
+  // results do not depend on the split.
   template <class T>
   static void copy(CMatrixView<T> x, MatrixView<T> y) {
     detail::check_same_shape("copy", "x", x, "y", y);
-    detail::emap(y) = detail::emap(x);
+    auto X = detail::emap(x);
+    auto Y = detail::emap(y);
+    for_rows(x.extent(0), x.extent(1), [&](index_t r0, index_t n) { Y.middleRows(r0, n) = X.middleRows(r0, n); });
   }
   template <class T>
   static void fill(MatrixView<T> y, T value) {
-    detail::emap(y).setConstant(value);
+    auto Y = detail::emap(y);
+    for_rows(y.extent(0), y.extent(1), [&](index_t r0, index_t n) { Y.middleRows(r0, n).setConstant(value); });
   }
   template <class T>
   static void scale(MatrixView<T> y, T alpha) {
-    detail::emap(y) *= alpha;
+    auto Y = detail::emap(y);
+    for_rows(y.extent(0), y.extent(1), [&](index_t r0, index_t n) { Y.middleRows(r0, n) *= alpha; });
   }
   template <class T>
   static void axpy(T alpha, CMatrixView<T> x, MatrixView<T> y) {
     detail::check_same_shape("axpy", "x", x, "y", y);
-    detail::emap(y) += alpha * detail::emap(x);
+    auto X = detail::emap(x);
+    auto Y = detail::emap(y);
+    for_rows(x.extent(0), x.extent(1),
+             [&](index_t r0, index_t n) { Y.middleRows(r0, n) += alpha * X.middleRows(r0, n); });
   }
   template <class T>
   static void add(CMatrixView<T> a, CMatrixView<T> b, MatrixView<T> out) {
     detail::check_same_shape("add", "a", a, "b", b);
     detail::check_same_shape("add", "a", a, "out", out);
-    detail::emap(out) = detail::emap(a) + detail::emap(b);
+    auto A = detail::emap(a);
+    auto Bm = detail::emap(b);
+    auto O = detail::emap(out);
+    for_rows(a.extent(0), a.extent(1),
+             [&](index_t r0, index_t n) { O.middleRows(r0, n) = A.middleRows(r0, n) + Bm.middleRows(r0, n); });
   }
 
   template <class T>
@@ -134,56 +249,114 @@ struct cpu {
     if (out.extent(0) != in.extent(0) || out.extent(1) != in.extent(2) || out.extent(2) != in.extent(1))
       throw ShapeError("transpose_batched: expected out of shape " +
                        format_shape({in.extent(0), in.extent(2), in.extent(1)}) + ", found " + format_shape(out.shape()));
-    // Blocked so that both the rows read and the rows written stay in cache.
+    // Tiles of blk x blk, so that both the rows read and the rows written stay in L1; the tiles
+    // (over batch and row blocks of the input) are spread over the pool. Pure moves (or one add
+    // each), so the result is the same bits whatever the tiling.
     constexpr index_t blk = 32;
-    const index_t M = in.extent(1), N = in.extent(2);
-    for (index_t b = 0; b < in.extent(0); ++b) {
-      const T* src = in.data() + b * in.stride(0);
-      T* dst = out.data() + b * out.stride(0);
-      const index_t si = in.stride(1), sj = in.stride(2), di = out.stride(1), dj = out.stride(2);
-      for (index_t i0 = 0; i0 < M; i0 += blk)
+    const index_t nb = in.extent(0), M = in.extent(1), N = in.extent(2);
+    const index_t si = in.stride(1), sj = in.stride(2), di = out.stride(1), dj = out.stride(2);
+    const index_t mblocks = (M + blk - 1) / blk;
+    auto tile_rows = [&](index_t t0, index_t t1) {
+      for (index_t t = t0; t < t1; ++t) {
+        const index_t b = t / mblocks, i0 = (t % mblocks) * blk, i1 = std::min(M, i0 + blk);
+        const T* src = in.data() + b * in.stride(0);
+        T* dst = out.data() + b * out.stride(0);
         for (index_t j0 = 0; j0 < N; j0 += blk) {
-          const index_t i1 = std::min(M, i0 + blk), j1 = std::min(N, j0 + blk);
-          for (index_t j = j0; j < j1; ++j)
-            for (index_t i = i0; i < i1; ++i) {
-              T v = src[i * si + j * sj];
-              T& o = dst[j * di + i * dj];
-              o = accumulate ? o + v : v;
+          const index_t j1 = std::min(N, j0 + blk);
+          index_t i8 = i0, j8 = j0;  // the part done with 8x8 register transposes
+#if defined(__AVX__)
+          if constexpr (std::is_same_v<T, float>) {
+            if (sj == 1 && dj == 1) {
+              i8 = i0 + (i1 - i0) / 8 * 8;
+              j8 = j0 + (j1 - j0) / 8 * 8;
+              for (index_t i = i0; i < i8; i += 8)
+                for (index_t j = j0; j < j8; j += 8)
+                  detail::transpose8x8_avx(src + i * si + j, si, dst + j * di + i, di, accumulate);
             }
+          }
+#endif
+          // The remaining columns of every row, then the remaining rows (nothing when the AVX
+          // kernel is not used: i8 == i0, j8 == j0, and the first loop covers the whole tile).
+          for (index_t j = j8; j < j1; ++j)
+            for (index_t i = i0; i < i1; ++i) transpose_elem(dst[j * di + i * dj], src[i * si + j * sj], accumulate);
+          for (index_t j = j0; j < j8; ++j)
+            for (index_t i = i8; i < i1; ++i) transpose_elem(dst[j * di + i * dj], src[i * si + j * sj], accumulate);
         }
-    }
+      }
+    };
+    parallel(nb * mblocks, std::max<index_t>(1, kGrain / std::max<index_t>(1, blk * N)), tile_rows);
   }
 
   template <class T>
   static void swiglu_forward(CMatrixView<T> gate_up, MatrixView<T> out) {
     detail::check_swiglu(gate_up, out, "out");
-    const index_t inter = out.extent(1);
-    auto gu = detail::emap(gate_up);
-    auto o = detail::emap(out);
-    for (index_t r = 0; r < out.extent(0); ++r) {
-      auto g = gu.row(r).head(inter).array();
-      auto u = gu.row(r).tail(inter).array();
-      o.row(r).array() = g / (T(1) + (-g).exp()) * u;
-    }
+    using A = Eigen::Array<T, Eigen::Dynamic, 1>;
+    detail::check_cpu_layout(gate_up);
+    detail::check_cpu_layout(out);
+    for_elements(out.extent(0), out.extent(1), [&](index_t r, index_t c0, index_t n) {
+      const T* g = gate_up.data() + r * gate_up.stride(0) + c0;
+      Eigen::Map<const A> G(g, n), U(g + out.extent(1), n);
+      Eigen::Map<A> O(out.data() + r * out.stride(0) + c0, n);
+      O = G / (T(1) + (-G).exp()) * U;
+    });
   }
 
   template <class T>
   static void swiglu_backward(CMatrixView<T> gate_up, CMatrixView<T> dout, MatrixView<T> dgate_up) {
     detail::check_swiglu(gate_up, dout, "dout");
     detail::check_same_shape("swiglu_backward", "gate_up", gate_up, "dgate_up", dgate_up);
+    using A = Eigen::Array<T, Eigen::Dynamic, 1>;
     const index_t inter = dout.extent(1);
-    auto gu = detail::emap(gate_up);
-    auto d = detail::emap(dout);
-    auto dgu = detail::emap(dgate_up);
-    Eigen::Array<T, 1, Eigen::Dynamic> s(inter);
-    for (index_t r = 0; r < dout.extent(0); ++r) {
-      auto g = gu.row(r).head(inter).array();
-      auto u = gu.row(r).tail(inter).array();
-      auto dr = d.row(r).array();
-      s = T(1) / (T(1) + (-g).exp());
-      dgu.row(r).tail(inter).array() = dr * g * s;
-      dgu.row(r).head(inter).array() = dr * u * s * (T(1) + g * (T(1) - s));
-    }
+    detail::check_cpu_layout(gate_up);
+    detail::check_cpu_layout(dout);
+    detail::check_cpu_layout(dgate_up);
+    for_elements(dout.extent(0), inter, [&](index_t r, index_t c0, index_t n) {
+      constexpr index_t piece = 256;  // sigmoid of a piece stays in L1 between its two uses
+      alignas(64) T sbuf[piece];
+      for (index_t p = 0; p < n; p += piece) {
+        const index_t m = std::min(piece, n - p);
+        const T* g = gate_up.data() + r * gate_up.stride(0) + c0 + p;
+        T* dg = dgate_up.data() + r * dgate_up.stride(0) + c0 + p;
+        Eigen::Map<const A> G(g, m), U(g + inter, m), D(dout.data() + r * dout.stride(0) + c0 + p, m);
+        Eigen::Map<A> S(sbuf, m), DG(dg, m), DU(dg + inter, m);
+        S = T(1) / (T(1) + (-G).exp());
+        DU = D * G * S;
+        DG = D * U * S * (T(1) + G * (T(1) - S));
+      }
+    });
+  }
+
+  // Not part of the op set (an optional cpu extension, detected by SwiGlu::backward): swiglu_backward
+  // that also writes the activation act = silu(gate) * up, which the down projection's weight
+  // gradient needs. One pass over gate_up and one exp per element, instead of swiglu_forward (to
+  // recompute act) followed by swiglu_backward. dgate_up is bit-identical to swiglu_backward's.
+  template <class T>
+  static void swiglu_backward_act(CMatrixView<T> gate_up, CMatrixView<T> dout, MatrixView<T> dgate_up,
+                                  MatrixView<T> act) {
+    detail::check_swiglu(gate_up, dout, "dout");
+    detail::check_same_shape("swiglu_backward", "gate_up", gate_up, "dgate_up", dgate_up);
+    detail::check_same_shape("swiglu_backward", "dout", dout, "act", act);
+    detail::check_cpu_layout(gate_up);
+    detail::check_cpu_layout(dout);
+    detail::check_cpu_layout(dgate_up);
+    detail::check_cpu_layout(act);
+    using A = Eigen::Array<T, Eigen::Dynamic, 1>;
+    const index_t inter = dout.extent(1);
+    for_elements(dout.extent(0), inter, [&](index_t r, index_t c0, index_t n) {
+      constexpr index_t piece = 256;
+      alignas(64) T sbuf[piece];
+      for (index_t p = 0; p < n; p += piece) {
+        const index_t m = std::min(piece, n - p);
+        const T* g = gate_up.data() + r * gate_up.stride(0) + c0 + p;
+        T* dg = dgate_up.data() + r * dgate_up.stride(0) + c0 + p;
+        Eigen::Map<const A> G(g, m), U(g + inter, m), D(dout.data() + r * dout.stride(0) + c0 + p, m);
+        Eigen::Map<A> S(sbuf, m), DG(dg, m), DU(dg + inter, m), O(act.data() + r * act.stride(0) + c0 + p, m);
+        S = T(1) / (T(1) + (-G).exp());
+        O = G * S * U;  // swiglu_forward's value up to rounding (it divides by 1 + exp(-g))
+        DU = D * G * S;
+        DG = D * U * S * (T(1) + G * (T(1) - S));
+      }
+    });
   }
 
   template <class T>
@@ -193,11 +366,13 @@ struct cpu {
     auto X = detail::emap(x);
     auto Y = detail::emap(y);
     const T inv_n = T(1) / T(x.extent(1));
-    for (index_t r = 0; r < x.extent(0); ++r) {
-      T rs = T(1) / std::sqrt(X.row(r).squaredNorm() * inv_n + eps);
-      rstd(r) = rs;
-      Y.row(r) = X.row(r) * rs;
-    }
+    for_rows(x.extent(0), x.extent(1), [&](index_t r0, index_t nr) {
+      for (index_t r = r0; r < r0 + nr; ++r) {
+        T rs = T(1) / std::sqrt(X.row(r).squaredNorm() * inv_n + eps);
+        rstd(r) = rs;
+        Y.row(r) = X.row(r) * rs;
+      }
+    });
   }
 
   template <class T>
@@ -210,24 +385,28 @@ struct cpu {
     auto DY = detail::emap(dy);
     auto DX = detail::emap(dx);
     const T inv_n = T(1) / T(y.extent(1));
-    for (index_t r = 0; r < y.extent(0); ++r) {
-      T mean = DY.row(r).dot(Y.row(r)) * inv_n;
-      if (accumulate)
-        DX.row(r) += rstd(r) * (DY.row(r) - mean * Y.row(r));
-      else
-        DX.row(r) = rstd(r) * (DY.row(r) - mean * Y.row(r));
-    }
+    for_rows(y.extent(0), y.extent(1), [&](index_t r0, index_t nr) {
+      for (index_t r = r0; r < r0 + nr; ++r) {
+        T mean = DY.row(r).dot(Y.row(r)) * inv_n;
+        if (accumulate)
+          DX.row(r) += rstd(r) * (DY.row(r) - mean * Y.row(r));
+        else
+          DX.row(r) = rstd(r) * (DY.row(r) - mean * Y.row(r));
+      }
+    });
   }
 
   template <class T>
   static void softmax_rows(MatrixView<T> s, T scale) {
     auto S = detail::emap(s);
-    for (index_t r = 0; r < s.extent(0); ++r) {
-      T mx = S.row(r).maxCoeff() * scale;
-      if (scale < T(0)) mx = S.row(r).minCoeff() * scale;
-      S.row(r) = (S.row(r).array() * scale - mx).exp().matrix();
-      S.row(r) /= S.row(r).sum();
-    }
+    for_rows(s.extent(0), s.extent(1), [&](index_t r0, index_t nr) {
+      for (index_t r = r0; r < r0 + nr; ++r) {
+        T mx = S.row(r).maxCoeff() * scale;
+        if (scale < T(0)) mx = S.row(r).minCoeff() * scale;
+        S.row(r) = (S.row(r).array() * scale - mx).exp().matrix();
+        S.row(r) /= S.row(r).sum();
+      }
+    });
   }
 
   template <class T>
@@ -237,10 +416,12 @@ struct cpu {
     auto P = detail::emap(p);
     auto DP = detail::emap(dp);
     auto DS = detail::emap(ds);
-    for (index_t r = 0; r < p.extent(0); ++r) {
-      T dot = DP.row(r).dot(P.row(r));
-      DS.row(r).array() = scale * P.row(r).array() * (DP.row(r).array() - dot);
-    }
+    for_rows(p.extent(0), p.extent(1), [&](index_t r0, index_t nr) {
+      for (index_t r = r0; r < r0 + nr; ++r) {
+        T dot = DP.row(r).dot(P.row(r));
+        DS.row(r).array() = scale * P.row(r).array() * (DP.row(r).array() - dot);
+      }
+    });
   }
 
   template <class T>
@@ -252,18 +433,20 @@ struct cpu {
     auto X = detail::emap(x);
     auto C = detail::emap(cos);
     auto S = detail::emap(sin);
-    Eigen::Array<T, 1, Eigen::Dynamic> a(h), b(h);
-    for (index_t r = 0; r < x.extent(0); ++r) {
-      a = X.row(r).head(h).array();
-      b = X.row(r).tail(h).array();
-      if (!transpose) {
-        X.row(r).head(h).array() = a * C.row(r).head(h).array() - b * S.row(r).head(h).array();
-        X.row(r).tail(h).array() = b * C.row(r).tail(h).array() + a * S.row(r).tail(h).array();
-      } else {
-        X.row(r).head(h).array() = a * C.row(r).head(h).array() + b * S.row(r).tail(h).array();
-        X.row(r).tail(h).array() = b * C.row(r).tail(h).array() - a * S.row(r).head(h).array();
+    for_rows(x.extent(0), d, [&](index_t r0, index_t nr) {
+      Eigen::Array<T, 1, Eigen::Dynamic> a(h), b(h);
+      for (index_t r = r0; r < r0 + nr; ++r) {
+        a = X.row(r).head(h).array();
+        b = X.row(r).tail(h).array();
+        if (!transpose) {
+          X.row(r).head(h).array() = a * C.row(r).head(h).array() - b * S.row(r).head(h).array();
+          X.row(r).tail(h).array() = b * C.row(r).tail(h).array() + a * S.row(r).tail(h).array();
+        } else {
+          X.row(r).head(h).array() = a * C.row(r).head(h).array() + b * S.row(r).tail(h).array();
+          X.row(r).tail(h).array() = b * C.row(r).tail(h).array() - a * S.row(r).head(h).array();
+        }
       }
-    }
+    });
   }
 
   template <class T>

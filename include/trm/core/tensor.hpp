@@ -20,7 +20,12 @@ class Tensor {
   using view_type = View<T, Ext, Space>;
   using const_view_type = View<const T, Ext, Space>;
 
-  Tensor() = default;
+  // With all extents static the shape is fixed from the start, so its storage is too (otherwise
+  // size() would exceed capacity() and zero() or copying would touch a null buffer). A tensor with
+  // a dynamic extent starts empty (that extent is 0) and allocates nothing.
+  Tensor() {
+    if constexpr (Ext::rank_dynamic == 0) resize(Ext{});
+  }
   explicit Tensor(const Ext& ext) { resize(ext); }
   template <class... I>
     requires(sizeof...(I) == rank && rank > 0 && (std::convertible_to<I, index_t> && ...))

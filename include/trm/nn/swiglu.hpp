@@ -66,10 +66,15 @@ class SwiGlu {
     act_.resize(r, inter);
     dact_.resize(r, inter);
     dgate_up_.resize(r, 2 * inter);
-    B::swiglu_forward(c.gate_up.cview(), act_.view());
-    B::gemm(Trans::T, Trans::N, T(1), dy, act_.cview(), T(1), down_proj.grad.view());
     B::gemm(Trans::N, Trans::N, T(1), dy, down_proj.value.cview(), T(0), dact_.view());
-    B::swiglu_backward(c.gate_up.cview(), dact_.cview(), dgate_up_.view());
+    if constexpr (requires { B::template swiglu_backward_act<T>(c.gate_up.cview(), dact_.cview(), dgate_up_.view(), act_.view()); }) {
+      // Backend extension (trm::cpu): the activation is recomputed in the same pass as its gradient.
+      B::template swiglu_backward_act<T>(c.gate_up.cview(), dact_.cview(), dgate_up_.view(), act_.view());
+    } else {
+      B::swiglu_forward(c.gate_up.cview(), act_.view());
+      B::swiglu_backward(c.gate_up.cview(), dact_.cview(), dgate_up_.view());
+    }
+    B::gemm(Trans::T, Trans::N, T(1), dy, act_.cview(), T(1), down_proj.grad.view());
     B::gemm(Trans::T, Trans::N, T(1), dgate_up_.cview(), x, T(1), gate_up_proj.grad.view());
     if (dx.data() != nullptr) {
       expect_shape("SwiGlu", "input gradient", dx, {x.extent(0), Width});
@@ -77,12 +82,17 @@ class SwiGlu {
     }
   }
 
-  // [batch, seq, width] activations, treated as rows.
+  // [batch, seq, width] activations, treated as rows. Shapes are checked here, before flattening,
+  // so that an error names the [batch, seq, width] shapes the caller passed.
   void forward(CTensor3View<T, space> x, Tensor3View<T, space> y, Cache& c) const {
+    expect_shape("SwiGlu", "input", x, {x.extent(0), x.extent(1), Width});
+    expect_shape("SwiGlu", "output", y, {x.extent(0), x.extent(1), Width});
     forward(as_matrix(x), as_matrix(y), c);
   }
-  void backward(CTensor3View<T, space> x, CTensor3View<T, space> y, const Cache& c, CTensor3View<T, space> dy,
+  void backward(CTensor3View<T, space> x, CTensor3View<T, space> /*y*/, const Cache& c, CTensor3View<T, space> dy,
                 Tensor3View<T, space> dx) {
+    expect_shape("SwiGlu", "output gradient", dy, {x.extent(0), x.extent(1), Width});
+    if (dx.data()) expect_shape("SwiGlu", "input gradient", dx, {x.extent(0), x.extent(1), Width});
     backward(as_matrix(x), CMatrixView<T, space>(), c, as_matrix(dy),
              dx.data() ? as_matrix(dx) : MatrixView<T, space>());
   }

@@ -4,6 +4,8 @@
 // A SwiGLU across the S positions of each channel, with its own residual and a post-norm that
 // normalises over the sequence axis. Because the residual and the norm live in the transposed
 // layout, this mixer carries them itself (has_own_residual_norm), unlike SelfAttention.
+#include <algorithm>
+
 #include "../core/concepts.hpp"
 #include "param.hpp"
 #include "swiglu.hpp"
@@ -24,14 +26,25 @@ class TokenMlp {
   template <class T2, Backend B2>
   using rebind = TokenMlp<Seq, Expansion, T2, B2>;
 
+  // Memory: this layer's SwiGLU runs on B*D rows of width S, and its fused projection gate_up
+  // [B*D, 2*inter] (the SwiGLU's cache) is ~10x the activation: 28 MB per Sudoku sequence over
+  // TRM's 7 recorded calls, most of a training call's memory. Calls with more than
+  // `keep_rows_max` rows do not keep it: backward recomputes gate_up = x^T W_gu^T (one GEMM, a
+  // third of this mixer's forward flops, +3% of a Sudoku training call's). The normalised output
+  // the norm's backward needs is read back from y.
   struct Cache {
-    typename mlp_type::Cache mlp;
-    DynTensor<T, 2, space> y_t;  // normalised output in [B*D, S] layout
+    typename mlp_type::Cache mlp;  // the SwiGLU's cache when kept; empty when backward recomputes it
     DynTensor<T, 1, space> rstd;
   };
 
   mlp_type mlp;
   T eps = T(1e-5);
+  // Keep the SwiGLU's cache for calls of at most this many rows (B*D; 8192 = Sudoku batch 16).
+  index_t keep_rows_max = 8192;
+  // Calls that recompute run the SwiGLU on blocks of at most this many rows, so that its
+  // workspaces stay bounded at any batch size (gate_up, activation and their gradients of one
+  // block: ~16 MB at S = 97); 4096 rows keep every GEMM as efficient as one big GEMM.
+  index_t chunk_rows = 4096;
 
   void init(Rng& rng) { mlp.init(rng); }
   template <class F>
@@ -45,37 +58,67 @@ class TokenMlp {
     expect_shape("TokenMlp", "output", y, {b, Seq, d});
     xt_.resize(b * d, Seq);
     sum_.resize(b * d, Seq);
-    c.y_t.resize(b * d, Seq);
     c.rstd.resize(b * d);
     B::transpose_batched(x, t3(xt_.view(), b, d), false);
-    mlp.forward(xt_.cview(), sum_.view(), c.mlp);
+    if (b * d <= keep_rows_max) {
+      mlp.forward(xt_.cview(), sum_.view(), c.mlp);
+    } else {
+      if (c.mlp.gate_up.capacity() > 0) c.mlp.gate_up = DynTensor<T, 2, space>();  // release a kept one
+      for_chunks(b * d,
+                 [&](index_t r0, index_t n) { mlp.forward(rows(xt_.cview(), r0, n), rows(sum_.view(), r0, n), ws_); });
+    }
     B::add(sum_.cview(), xt_.cview(), sum_.view());
-    B::rmsnorm_forward(sum_.cview(), c.y_t.view(), c.rstd.view(), eps);
-    B::transpose_batched(t3(c.y_t.cview(), b, d), y, false);
+    B::rmsnorm_forward(sum_.cview(), xt_.view(), c.rstd.view(), eps);  // xt_ now holds the normalised y^T
+    B::transpose_batched(t3(xt_.cview(), b, d), y, false);
   }
 
-  void backward(input_view x, input_view /*y*/, const Cache& c, input_view dy, output_view dx) {
+  // y (this layer's output) is required: the norm's backward reads the normalised output from it.
+  void backward(input_view x, input_view y, const Cache& c, input_view dy, output_view dx) {
     const index_t b = x.extent(0), d = x.extent(2);
     expect_shape("TokenMlp", "output gradient", dy, {b, Seq, d});
+    if (y.data() == nullptr)
+      throw ValueError("TokenMlp::backward: the forward output y is required (the norm's backward reads it)");
+    expect_shape("TokenMlp", "output", y, {b, Seq, d});
     xt_.resize(b * d, Seq);
     sum_.resize(b * d, Seq);
     ds_.resize(b * d, Seq);
     B::transpose_batched(dy, t3(sum_.view(), b, d), false);  // sum_ holds dy^T
-    B::rmsnorm_backward(c.y_t.cview(), c.rstd.cview(), sum_.cview(), ds_.view(), false);
+    B::transpose_batched(y, t3(xt_.view(), b, d), false);    // xt_ holds y^T (the normalised sum)
+    B::rmsnorm_backward(xt_.cview(), c.rstd.cview(), sum_.cview(), ds_.view(), false);
     B::transpose_batched(x, t3(xt_.view(), b, d), false);  // the mlp's input, recomputed
     const bool want_dx = dx.data() != nullptr;
     if (want_dx) B::copy(ds_.cview(), sum_.view());  // residual path; sum_ becomes d(x^T)
-    mlp.backward(xt_.cview(), CMatrixView<T, space>(), c.mlp, ds_.cview(),
-                 want_dx ? sum_.view() : MatrixView<T, space>());
+    if (c.mlp.gate_up.extent(0) == b * d) {  // kept by forward
+      mlp.backward(xt_.cview(), CMatrixView<T, space>(), c.mlp, ds_.cview(),
+                   want_dx ? sum_.view() : MatrixView<T, space>());
+    } else {
+      for_chunks(b * d, [&](index_t r0, index_t n) {
+        auto xc = rows(xt_.cview(), r0, n);
+        // The SwiGLU's cache is its fused projection's output (swiglu.hpp): recompute it.
+        ws_.gate_up.resize(n, 2 * mlp_type::inter);
+        B::gemm(Trans::N, Trans::T, T(1), xc, mlp.gate_up_proj.value.cview(), T(0), ws_.gate_up.view());
+        mlp.backward(xc, CMatrixView<T, space>(), ws_, rows(ds_.cview(), r0, n),
+                     want_dx ? rows(sum_.view(), r0, n) : MatrixView<T, space>());
+      });
+    }
     if (want_dx) B::transpose_batched(t3(sum_.cview(), b, d), dx, true);
   }
 
  private:
+  template <class F>
+  void for_chunks(index_t n_rows, F&& f) const {
+    const index_t limit = std::max<index_t>(chunk_rows, 1);
+    const index_t chunks = std::max<index_t>(1, (n_rows + limit - 1) / limit);
+    const index_t per = (n_rows + chunks - 1) / chunks;  // equal blocks: no small tail GEMM
+    for (index_t r0 = 0; r0 < n_rows; r0 += per) f(r0, std::min(per, n_rows - r0));
+  }
   template <class U>
   static View<U, DynExtents<3>, space> t3(MatrixView<U, space> m, index_t b, index_t d) {
     return reshape(m, DynExtents<3>{b, d, Seq});
   }
+  // Workspaces, not per-call state.
   mutable DynTensor<T, 2, space> xt_, sum_;
+  mutable typename mlp_type::Cache ws_;  // the SwiGLU cache of the block of rows being processed
   DynTensor<T, 2, space> ds_;
 };
 

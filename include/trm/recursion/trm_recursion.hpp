@@ -40,8 +40,10 @@ struct TrmRecursion {
     using S = typename M::scalar_type;
     using space = typename M::space;
     std::array<DynTensor<S, 3, space>, N + 1> in, out;
+    // The unrecorded calls (the no-grad passes, or every call with record = false) run with
+    // cache[0] as scratch: the recorded pass overwrites it afterwards, and a separate scratch
+    // cache would add a whole net call's activations to the peak memory.
     std::array<typename M::net_type::Cache, N + 1> cache;
-    typename M::net_type::Cache scratch;  // unrecorded calls reuse one cache
     DynTensor<S, 3, space> sum, grad_a, grad_b;
     bool recorded = false;
   };
@@ -63,10 +65,10 @@ struct TrmRecursion {
       for (int i = 0; i < N; ++i) {
         Bk::add(as_matrix(y).as_const(), as_matrix(x), sum);  // (y + x), then z + (y + x): the reference's order
         Bk::add(as_matrix(z).as_const(), sum.as_const(), sum);
-        net.forward(tape.sum.cview(), z, tape.scratch);
+        net.forward(tape.sum.cview(), z, tape.cache[0]);
       }
       Bk::add(as_matrix(y).as_const(), as_matrix(z).as_const(), sum);
-      net.forward(tape.sum.cview(), y, tape.scratch);
+      net.forward(tape.sum.cview(), y, tape.cache[0]);
     }
     tape.recorded = record;
     if (!record) return;

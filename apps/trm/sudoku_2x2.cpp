@@ -1,0 +1,6 @@
+// trm sudoku train|solve|eval for 2x2 boxes: the compiled model configurations of this box shape.
+#include "sudoku_impl.hpp"
+
+namespace trmcli {
+TRM_CLI_INSTANTIATE(2,2)
+}  // namespace trmcli

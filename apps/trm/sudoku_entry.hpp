@@ -1,0 +1,60 @@
+#pragma once
+// Entry points of `trm sudoku train|solve|eval` per box shape (defined in sudoku_impl.hpp,
+// instantiated in sudoku_<R>x<C>.cpp), and the run configuration stored in checkpoints.
+#include <optional>
+#include <trm/io/safetensors.hpp>
+
+#include "cli_common.hpp"
+
+namespace trmcli {
+
+// What `trm sudoku train` stores in the metadata of its checkpoints.
+struct CheckpointInfo {
+  ModelSpec spec;
+  json train;  // training flags (may be empty)
+  json state;  // step, elapsed time, weights (ema|raw), data RNG
+};
+
+inline json parse_meta(const std::map<std::string, std::string>& meta, const char* key, const std::string& source,
+                       bool required) {
+  auto it = meta.find(key);
+  if (it == meta.end()) {
+    if (!required) return json::object();
+    throw CliError(source + ": no '" + key +
+                   "' entry in its metadata: not a checkpoint written by `trm sudoku train`, so its model "
+                   "configuration is unknown");
+  }
+  try {
+    return json::parse(it->second);
+  } catch (const std::exception& e) {
+    throw CliError(source + ": metadata entry '" + key + "' is not valid JSON (" + e.what() + ")");
+  }
+}
+
+inline CheckpointInfo read_checkpoint_info(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw CliError(path.string() + ": no such checkpoint file");
+  if (fs::is_directory(path, ec))
+    throw CliError(path.string() + ": is a directory, expected a checkpoint file (e.g. " +
+                   (path / "model.safetensors").string() + ")");
+  trm::io::SafetensorsFile file;
+  try {
+    file = trm::io::SafetensorsFile::load(path);
+  } catch (const std::exception& e) {
+    throw CliError(path.string() + ": cannot read the checkpoint: " + e.what());
+  }
+  CheckpointInfo info;
+  info.spec = ModelSpec::from_json(parse_meta(file.metadata, kMetaModel, path.string(), true), path.string());
+  info.train = parse_meta(file.metadata, kMetaTrain, path.string(), false);
+  info.state = parse_meta(file.metadata, kMetaState, path.string(), false);
+  return info;
+}
+
+template <int R, int C>
+int sudoku_train(const TrainArgs& a, const std::optional<CheckpointInfo>& resume);
+template <int R, int C>
+int sudoku_solve(const SolveArgs& a, const CheckpointInfo& info);
+template <int R, int C>
+int sudoku_eval(const EvalArgs& a, const CheckpointInfo& info);
+
+}  // namespace trmcli

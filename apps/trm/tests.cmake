@@ -1,0 +1,113 @@
+# CTest tests of the `trm` command line (a few seconds in all): a tiny training run on 4x4
+# puzzles, resume, solve from stdin and with --trace, eval, and bad input that must fail with a
+# clear message (the exit status of those is checked by trm_cli_exit_status).
+set(TRM_CLI_WORK "${CMAKE_CURRENT_BINARY_DIR}/cli-tests")
+set(TRM_CLI_DATA "${CMAKE_CURRENT_SOURCE_DIR}/testdata")
+set(TRM_CLI_RUN "${TRM_CLI_WORK}/run4")
+set(TRM_CLI_CKPT "${TRM_CLI_RUN}/model.safetensors")
+set(_trm "$<TARGET_FILE:trm_cli>")
+
+function(trm_cli_test name regex)
+  add_test(NAME ${name} COMMAND ${ARGN})
+  set_tests_properties(${name} PROPERTIES PASS_REGULAR_EXPRESSION "${regex}" WORKING_DIRECTORY "${TRM_CLI_WORK}"
+                                          TIMEOUT 120)
+endfunction()
+
+# Set-up: a fresh work directory, generated puzzles and a tiny trained model.
+add_test(NAME trm_cli_setup COMMAND ${CMAKE_COMMAND} -E rm -rf "${TRM_CLI_WORK}")
+add_test(NAME trm_cli_setup_dir COMMAND ${CMAKE_COMMAND} -E make_directory "${TRM_CLI_WORK}")
+set_tests_properties(trm_cli_setup PROPERTIES FIXTURES_SETUP trm_cli_dir)
+set_tests_properties(trm_cli_setup_dir PROPERTIES FIXTURES_SETUP trm_cli_dir DEPENDS trm_cli_setup)
+
+trm_cli_test(trm_cli_help "generate.*train.*solve.*eval" ${_trm} sudoku --help)
+trm_cli_test(trm_cli_generate "wrote 20 Sudoku 4x4"
+             ${_trm} sudoku generate --box 2x2 --count 20 --blanks 7 --seed 5 --out "${TRM_CLI_WORK}/gen4.csv")
+trm_cli_test(trm_cli_train "held-out exact accuracy: [0-9.]+% after 2 steps.*checkpoint: "
+             ${_trm} sudoku train --box 2x2 --hidden 64 --nsup 2 --steps 6 --batch 8 --blanks 7 --eval-every 3
+             --eval-size 16 --log-every 2 --threads 1 --quiet --out "${TRM_CLI_RUN}" --holdout "${TRM_CLI_WORK}/gen4.csv")
+trm_cli_test(trm_cli_train_resume "resuming at step 6.*trained 8 steps \\(2 in this run\\)"
+             ${_trm} sudoku train --steps 8 --threads 1 --quiet --no-plot --out "${TRM_CLI_RUN}" --resume)
+trm_cli_test(trm_cli_solve_stdin "puzzle 1 \\(<stdin>:1\\).*supervision step.*solved [0-5] of 5 puzzles"
+             sh -c "\"$1\" sudoku solve --checkpoint \"$2\" --threads 1 < \"$3\"" sh ${_trm} "${TRM_CLI_CKPT}"
+             "${TRM_CLI_DATA}/good4.csv")
+trm_cli_test(trm_cli_solve_trace "puzzle:.*step 1: [0-9]+ cell\\(s\\) changed from the puzzle.*step 2: "
+             ${_trm} sudoku solve --checkpoint "${TRM_CLI_CKPT}" --input "${TRM_CLI_DATA}/good4.csv" --trace --threads 1)
+trm_cli_test(trm_cli_solve_early_exit "solved [0-5] of 5 puzzles \\(.*\\), mean [0-9.]+ supervision steps \\(early exit\\)"
+             ${_trm} sudoku solve --checkpoint "${TRM_CLI_CKPT}" --input "${TRM_CLI_DATA}/good4.csv" --early-exit --threads 1)
+trm_cli_test(trm_cli_eval "all 2 steps.*early exit.*exact accuracy: [0-9.]+% \\(20 puzzles\\)"
+             ${_trm} sudoku eval --checkpoint "${TRM_CLI_CKPT}" --input "${TRM_CLI_WORK}/gen4.csv" --threads 1)
+trm_cli_test(trm_cli_eval_sample "puzzles: 3 from .*exact accuracy: [0-9.]+% \\(3 puzzles\\)"
+             ${_trm} sudoku eval --checkpoint "${TRM_CLI_CKPT}" --input "${TRM_CLI_WORK}/gen4.csv" --sample 3 --seed 1
+             --threads 1)
+
+# Bad input: each must name the line or field and what was expected.
+set(_solve ${_trm} sudoku solve --checkpoint "${TRM_CLI_CKPT}" --threads 1 --input)
+trm_cli_test(trm_cli_bad_fields "trm: error: .*bad_fields.csv:2: expected 1 or 2 comma-separated fields \\(PUZZLE\\[,SOLUTION\\]\\), found 3"
+             ${_solve} "${TRM_CLI_DATA}/bad_fields.csv")
+trm_cli_test(trm_cli_bad_length "trm: error: .*bad_length.csv:1: puzzle: expected 16 characters \\(Sudoku 4x4 with 2x2 boxes\\), found 15"
+             ${_solve} "${TRM_CLI_DATA}/bad_length.csv")
+trm_cli_test(trm_cli_bad_digit "trm: error: .*bad_digit.csv:1: puzzle cell 3 \\(row 0, col 3\\): expected a digit 1-4 or '.'/'0' for a blank, found '7'"
+             ${_solve} "${TRM_CLI_DATA}/bad_digit.csv")
+trm_cli_test(trm_cli_no_solution "trm: error: .*no_solution.csv:1: puzzle has no solution, expected exactly one"
+             ${_solve} "${TRM_CLI_DATA}/no_solution.csv")
+trm_cli_test(trm_cli_several_solutions "trm: error: .*several.csv:1: puzzle has several solutions \\(at least 2\\), expected exactly one"
+             ${_solve} "${TRM_CLI_DATA}/several.csv")
+trm_cli_test(trm_cli_conflicting_givens "trm: error: .*conflict.csv:1: puzzle givens conflict"
+             ${_solve} "${TRM_CLI_DATA}/conflict.csv")
+trm_cli_test(trm_cli_bad_solution "trm: error: .*bad_solution.csv:1: solution is not a valid Sudoku 4x4"
+             ${_trm} sudoku eval --checkpoint "${TRM_CLI_CKPT}" --threads 1 --input "${TRM_CLI_DATA}/bad_solution.csv")
+trm_cli_test(trm_cli_missing_input "trm: error: .*nonexistent.csv: cannot open the file"
+             ${_solve} "${TRM_CLI_WORK}/nonexistent.csv")
+trm_cli_test(trm_cli_wrong_config "trm: error: .*checkpoint of another model configuration: --box 3x3 but the checkpoint has 2x2; --hidden 128 but the checkpoint has 64"
+             ${_trm} sudoku solve --checkpoint "${TRM_CLI_CKPT}" --box 3x3 --hidden 128 --input "${TRM_CLI_DATA}/good4.csv")
+trm_cli_test(trm_cli_not_a_checkpoint "trm: error: .*good4.csv: cannot read the checkpoint"
+             ${_trm} sudoku eval --checkpoint "${TRM_CLI_DATA}/good4.csv" --input "${TRM_CLI_DATA}/good4.csv")
+trm_cli_test(trm_cli_state_is_not_a_model "trm: error: .*train_state.safetensors: .*expected a trm model file, found kind 'train_state'"
+             ${_trm} sudoku eval --checkpoint "${TRM_CLI_RUN}/train_state.safetensors" --input "${TRM_CLI_DATA}/good4.csv")
+trm_cli_test(trm_cli_unsupported_config "trm: error: unsupported model configuration: --hidden 100 \\(supported: 64, 128, 256\\); --layers 3 \\(supported: 2\\)"
+             ${_trm} sudoku train --hidden 100 --layers 3 --steps 1 --out "${TRM_CLI_WORK}/never")
+trm_cli_test(trm_cli_resume_other_config "trm: error: .*checkpoint of another model configuration: --hidden 128 but the checkpoint has 64"
+             ${_trm} sudoku train --hidden 128 --steps 9 --out "${TRM_CLI_RUN}" --resume)
+trm_cli_test(trm_cli_run_exists "trm: error: .*already holds a run"
+             ${_trm} sudoku train --box 2x2 --steps 1 --out "${TRM_CLI_RUN}")
+trm_cli_test(trm_cli_no_budget "trm: error: give a training budget"
+             ${_trm} sudoku train --box 2x2 --out "${TRM_CLI_WORK}/never")
+# No half-written output: a failed generate leaves no file behind.
+trm_cli_test(trm_cli_generate_fails_cleanly "trm: error: sudoku generate: could not make a unique.*NO_FILE_LEFT"
+             sh -c "\"$1\" sudoku generate --box 2x2 --count 3 --blanks 15 --out \"$2\" || test -e \"$2\" || echo NO_FILE_LEFT"
+             sh ${_trm} "${TRM_CLI_WORK}/impossible.csv")
+trm_cli_test(trm_cli_generate_bad_dir "trm: error: .*no_such_dir/x.csv: cannot write the file"
+             ${_trm} sudoku generate --box 2x2 --count 3 --blanks 6 --out "${TRM_CLI_WORK}/no_such_dir/x.csv")
+trm_cli_test(trm_cli_generate_bad_box "trm: error: --box 5x5 is not supported \\(supported: 2x2, 2x3, 3x3\\)"
+             ${_trm} sudoku generate --box 5x5 --count 3)
+# Exit statuses: 0 on success, 1 on an error, 2 on a usage error.
+trm_cli_test(trm_cli_exit_status "STATUS 0 1 1 2"
+             sh -c "\"$1\" sudoku generate --box 2x2 --count 1 --blanks 4 >/dev/null 2>&1
+a=$?
+\"$1\" sudoku solve --checkpoint \"$2\" --input \"$3\" >/dev/null 2>&1
+b=$?
+\"$1\" sudoku generate --box 5x5 >/dev/null 2>&1
+c=$?
+\"$1\" sudoku train --bogus >/dev/null 2>&1
+d=$?
+echo STATUS $a $b $c $d"
+             sh ${_trm} "${TRM_CLI_CKPT}" "${TRM_CLI_DATA}/several.csv")
+
+get_property(_trm_cli_tests DIRECTORY PROPERTY TESTS)
+foreach(t IN LISTS _trm_cli_tests)
+  if(NOT t MATCHES "^trm_cli_setup")
+    set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED trm_cli_dir)
+  endif()
+endforeach()
+# The tiny run is the fixture of everything that reads its checkpoint.
+set_tests_properties(trm_cli_generate PROPERTIES FIXTURES_SETUP trm_cli_puzzles)
+set_tests_properties(trm_cli_train PROPERTIES FIXTURES_SETUP trm_cli_model FIXTURES_REQUIRED "trm_cli_dir;trm_cli_puzzles")
+foreach(t IN LISTS _trm_cli_tests)
+  if(NOT t MATCHES "^trm_cli_(setup|help|generate|train$|unsupported|no_budget)")
+    set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED "trm_cli_dir;trm_cli_puzzles;trm_cli_model")
+  endif()
+endforeach()
+set_tests_properties(trm_cli_train_resume PROPERTIES FIXTURES_SETUP trm_cli_resumed)
+foreach(t trm_cli_resume_other_config trm_cli_run_exists)
+  set_tests_properties(${t} PROPERTIES DEPENDS trm_cli_train_resume)
+endforeach()

@@ -1,0 +1,10 @@
+// expect-error: Backend
+// A type without the backend op set (memory_space, name, gemm, copy, ...) cannot be used as a
+// layer's backend: the layer's `Backend B` constraint rejects it by name.
+#include <trm/trm.hpp>
+
+struct NotABackend {};
+
+trm::Linear<4, 4, false, float, NotABackend> layer;
+
+int main() {}
