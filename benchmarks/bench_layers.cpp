@@ -219,6 +219,7 @@ BENCHMARK(BM_Block_SelfAttention512x8_SwiGlu512)
 }  // namespace
 
 int main(int argc, char** argv) {
+  trm::cpu::use_fast_blas_kernels(argv);  // re-exec with OPENBLAS_CORETYPE when OpenBLAS chose generic kernels
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   if (const char* t = std::getenv("TRM_BENCH_THREADS")) g_threads = std::max(1, std::atoi(t));

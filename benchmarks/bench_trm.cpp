@@ -266,14 +266,19 @@ Batch random_batch(index_t b, std::uint64_t seed) {
 }
 
 // TRM_BENCH_KEEP_ROWS=n sets TokenMlp::keep_rows_max (the largest call, in B*D rows, whose SwiGLU
-// cache is kept instead of recomputed in backward) on every block: 0 = always recompute.
+// cache is kept instead of recomputed in backward) on every block: 0 = always recompute;
+// TRM_BENCH_CHUNK_ROWS=n sets TokenMlp::chunk_rows (row blocks of the recomputing calls).
 template <class M>
 void apply_env_overrides(M& model) {
   const char* k = std::getenv("TRM_BENCH_KEEP_ROWS");
-  if (!k) return;
+  const char* c = std::getenv("TRM_BENCH_CHUNK_ROWS");
   for (auto& net : model.nets)
-    for (auto& blk : net.layers)
-      if constexpr (requires { blk.mixer.keep_rows_max; }) blk.mixer.keep_rows_max = std::atol(k);
+    for (auto& blk : net.layers) {
+      if constexpr (requires { blk.mixer.keep_rows_max; })
+        if (k) blk.mixer.keep_rows_max = std::atol(k);
+      if constexpr (requires { blk.mixer.chunk_rows; })
+        if (c) blk.mixer.chunk_rows = std::atol(c);
+    }
 }
 
 // Sudoku settings (SPEC §4.5): lr 1e-4, weight decay 1.0, puzzle embedding lr 1e-4 / decay 1.0.
@@ -698,6 +703,7 @@ int run_profile(const std::string& spec) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  trm::cpu::use_fast_blas_kernels(argv);  // re-exec with OPENBLAS_CORETYPE when OpenBLAS chose generic kernels
   std::string prof;
   for (int i = 1; i < argc; ++i)
     if (std::strncmp(argv[i], "--trm_profile=", 14) == 0) {

@@ -163,8 +163,8 @@ struct TrainArgs {
   bool model_flags_given = false;  // any model flag on the command line (checked against --resume)
   long steps = 0;
   double minutes = 0;
-  int batch = 64;
-  double lr = 1e-3;
+  int batch = 32;
+  double lr = 2e-3;
   double lr_min_ratio = 1.0;
   long warmup = 100;
   double weight_decay = 0.1;

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <iostream>
 #include <set>
+#include <trm/backend/cpu.hpp>
 #include <trm/core/error.hpp>
 #include <trm/core/rng.hpp>
 #include <trm/data/sudoku.hpp>
@@ -32,29 +33,6 @@
 namespace trmcli {
 
 namespace sd = trm::data::sudoku;
-
-// OpenBLAS 0.3.21 (Debian 12) does not recognise recent Xeons and falls back to its generic
-// "Prescott" SSE kernels, 3-5x slower than its AVX-512 ones on the GEMMs of these models. The
-// kernel type can only be chosen before the library loads, so re-execute this program once with
-// OPENBLAS_CORETYPE set. TRM_KEEP_OPENBLAS_CORE=1, or an OPENBLAS_CORETYPE of the user's, turns
-// this off.
-static void fix_openblas_kernels(char** argv) {
-#if defined(TRM_HAVE_CBLAS) && (defined(__x86_64__) || defined(__i386__))
-  if (std::getenv("OPENBLAS_CORETYPE") || std::getenv("TRM_KEEP_OPENBLAS_CORE")) return;
-  const std::string core = openblas_get_corename();
-  if (core != "Prescott" && core != "Core2" && core != "Nehalem" && core != "Penryn" && core != "Dunnington") return;
-  __builtin_cpu_init();
-  const char* want = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") ? "SkylakeX"
-                     : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")  ? "Haswell"
-                                                                                         : nullptr;
-  if (!want) return;
-  ::setenv("OPENBLAS_CORETYPE", want, 1);
-  ::execv("/proc/self/exe", argv);  // returns only on failure: carry on with the generic kernels
-  ::unsetenv("OPENBLAS_CORETYPE");
-#else
-  (void)argv;
-#endif
-}
 
 static std::string quote(const std::string& s) {
   std::string q = "'";
@@ -83,20 +61,31 @@ bool plot_training_curve(const fs::path& metrics_csv, const fs::path& png, const
   gp += "set output " + gp_string(tmp.string()) + "\n";
   gp += "set datafile separator ','\n";
   gp += "set datafile missing ''\n";
-  gp += "f = " + gp_string(metrics_csv.string()) + "\n";
-  gp += "tr(c) = strcol(1) eq 'train' ? column(c) : NaN\n";
-  gp += "ev(c) = strcol(1) eq 'eval' ? column(c) : NaN\n";
-  gp += "set multiplot layout 2,1 title " + gp_string(title) + "\n";
+  // Train and eval rows come from the same CSV; grep splits them so that each line is continuous.
+  const std::string csv = metrics_csv.string();
+  auto gp_dq_string = [](const std::string& s) {  // a gnuplot double-quoted string (backslash escapes)
+    std::string q = "\"";
+    for (char c : s) {
+      if (c == '\\' || c == '"') q += '\\';
+      q += c;
+    }
+    return q + "\"";
+  };
+  gp += "tr = " + gp_dq_string("< grep ^train, " + quote(csv)) + "\n";
+  gp += "ev = " + gp_dq_string("< grep ^eval, " + quote(csv)) + "\n";
+  std::string t = title;
+  for (std::size_t p = t.find("N_sup"); p != std::string::npos; p = t.find("N_sup", p + 1)) t.replace(p, 5, "N_{sup}");
+  gp += "set multiplot layout 2,1 title " + gp_string(t) + "\n";
   gp += "set key bottom right\nset grid\nset ylabel 'accuracy (%)'\nset yrange [0:100]\n";
   gp += "set xlabel 'training time (minutes)'\n";
-  gp += "plot f every ::1 using ($3/60):(100*ev(13)) with linespoints lw 2 pt 7 title 'held-out exact (all N_{sup} steps)', \\\n";
-  gp += "     f every ::1 using ($3/60):(100*ev(15)) with linespoints lw 2 pt 5 title 'held-out exact (early exit)', \\\n";
-  gp += "     f every ::1 using ($3/60):(100*tr(9)) with lines lc rgb '#999999' title 'train exact (finished rows)', \\\n";
-  gp += "     f every ::1 using ($3/60):(100*tr(8)) with lines lc rgb '#cccccc' title 'train cell accuracy'\n";
-  gp += "set yrange [*:*]\nset logscale y\nset ylabel 'train loss'\nset key top right\n";
+  gp += "plot ev using ($3/60):(100*$13) with linespoints lw 2 pt 7 title 'held-out exact (all N_{sup} steps)', \\\n";
+  gp += "     ev using ($3/60):(100*$15) with linespoints lw 2 pt 5 title 'held-out exact (early exit)', \\\n";
+  gp += "     tr using ($3/60):(100*$9) with lines lc rgb '#999999' title 'train exact (finished rows)', \\\n";
+  gp += "     tr using ($3/60):(100*$8) with lines lc rgb '#cccccc' title 'train cell accuracy'\n";
+  gp += "set yrange [*:*]\nset logscale y\nset format y '%g'\nset ylabel 'train loss'\nset key top right\n";
   gp += "set xlabel 'step'\n";
-  gp += "plot f every ::1 using 2:(tr(5)) with lines lw 1.5 title 'total loss', \\\n";
-  gp += "     f every ::1 using 2:(tr(7)) with lines lw 1 title 'q-halt loss'\n";
+  gp += "plot tr using 2:5 with lines lw 1.5 title 'total loss', \\\n";
+  gp += "     tr using 2:7 with lines lw 1 title 'q-halt loss'\n";
   gp += "unset multiplot\nset output\n";
   try {
     trm::io::write_file_atomically(script, [&](trm::io::AtomicFileWriter& w) { w.write(gp); });
@@ -333,6 +322,11 @@ static int run(int argc, char** argv) {
   auto eval_expect = expect_flags(eval, ea.expect, eval_opts);
   (void)eval_opts;
 
+  auto* plot = sudoku->add_subcommand("plot", "Draw the training curve (PNG, gnuplot) of a run from its metrics.csv");
+  std::string plot_run, plot_out;
+  plot->add_option("--run", plot_run, "Output directory of `trm sudoku train`")->required();
+  plot->add_option("--out", plot_out, "PNG file (default: <run>/curve.png)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -340,6 +334,16 @@ static int run(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
 
+  if (*plot) {
+    const fs::path dir = plot_run, csv = dir / "metrics.csv";
+    if (!fs::exists(csv)) throw CliError(csv.string() + ": no such file (not the output directory of a training run?)");
+    std::string title = dir.string();
+    if (fs::exists(dir / "model.safetensors")) title = read_checkpoint_info(dir / "model.safetensors").spec.describe();
+    const fs::path png = plot_out.empty() ? dir / "curve.png" : fs::path(plot_out);
+    if (!plot_training_curve(csv, png, title)) return 1;
+    std::printf("curve: %s\n", png.string().c_str());
+    return 0;
+  }
   if (*gen) {
     return by_box(gen_box, [&]<int R, int C>() { return generate<sd::SudokuShape<R, C>>(gen_count, gen_blanks, gen_seed, gen_out); });
   }
@@ -420,7 +424,7 @@ static int run(int argc, char** argv) {
 }  // namespace trmcli
 
 int main(int argc, char** argv) {
-  trmcli::fix_openblas_kernels(argv);
+  trm::cpu::use_fast_blas_kernels(argv);  // generic OpenBLAS kernels on new Xeons: re-exec
   try {
     return trmcli::run(argc, argv);
   } catch (const std::exception& e) {

@@ -81,6 +81,10 @@ trm_cli_test(trm_cli_generate_bad_dir "trm: error: .*no_such_dir/x.csv: cannot w
 trm_cli_test(trm_cli_generate_bad_box "trm: error: --box 5x5 is not supported \\(supported: 2x2, 2x3, 3x3\\)"
              ${_trm} sudoku generate --box 5x5 --count 3)
 # Exit statuses: 0 on success, 1 on an error, 2 on a usage error.
+# The training curve of the tiny run, redrawn from its metrics.csv (gnuplot: tools/install_deps.sh).
+trm_cli_test(trm_cli_plot "curve: .*plot4.png.*PNG_OK"
+             sh -c "\"$1\" sudoku plot --run \"$2\" --out \"$3\" && test -s \"$3\" && echo PNG_OK"
+             sh ${_trm} "${TRM_CLI_RUN}" "${TRM_CLI_WORK}/plot4.png")
 trm_cli_test(trm_cli_exit_status "STATUS 0 1 1 2"
              sh -c "\"$1\" sudoku generate --box 2x2 --count 1 --blanks 4 >/dev/null 2>&1
 a=$?
@@ -108,6 +112,6 @@ foreach(t IN LISTS _trm_cli_tests)
   endif()
 endforeach()
 set_tests_properties(trm_cli_train_resume PROPERTIES FIXTURES_SETUP trm_cli_resumed)
-foreach(t trm_cli_resume_other_config trm_cli_run_exists)
+foreach(t trm_cli_resume_other_config trm_cli_run_exists trm_cli_plot)
   set_tests_properties(${t} PROPERTIES DEPENDS trm_cli_train_resume)
 endforeach()

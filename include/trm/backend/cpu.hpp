@@ -3,7 +3,8 @@
 // configured with it (TRM_HAVE_CBLAS), otherwise to Eigen (whose GEMM only uses threads under
 // OpenMP). Note: OpenBLAS 0.3.21 (Debian 12) falls back to its generic "Prescott" SSE kernels on
 // CPUs it does not know (e.g. Xeon family 6 model 207), 5-8x slower than its AVX-512 ones; run with
-// OPENBLAS_CORETYPE=SkylakeX there (cpu::blas_core() names the kernels in use).
+// OPENBLAS_CORETYPE=SkylakeX there, or call cpu::use_fast_blas_kernels(argv) first thing in main()
+// (cpu::blas_core() names the kernels in use).
 // Elementwise work is done with vectorised Eigen expressions, one pass per fused op, spread over a
 // small pool of persistent threads of our own (trm/backend/cpu_pool.hpp; same thread count as the
 // GEMMs) when an op is big enough. Not OpenMP: its idle threads would spin next to OpenBLAS's.
@@ -22,6 +23,12 @@
 
 #if defined(TRM_HAVE_CBLAS)
 #include <cblas.h>
+#endif
+#if defined(TRM_HAVE_CBLAS) && defined(__linux__)
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
 #endif
 
 namespace trm {
@@ -112,6 +119,28 @@ struct cpu {
     return openblas_get_corename();
 #else
     return "eigen";
+#endif
+  }
+  // OpenBLAS 0.3.21 (Debian 12) does not recognise recent Xeons (e.g. family 6 model 207) and falls
+  // back to its generic "Prescott" SSE kernels, 3-5x slower than its AVX-512 ones on these models'
+  // GEMMs. The kernel type can only be chosen before OpenBLAS loads, through OPENBLAS_CORETYPE, so
+  // this re-executes the program (/proc/self/exe, same argv) once with it set to SkylakeX (or
+  // Haswell on AVX2-only CPUs). Call it first thing in main(); it returns when nothing needs doing:
+  // OpenBLAS chose proper kernels, the user set OPENBLAS_CORETYPE (or TRM_KEEP_OPENBLAS_CORE=1),
+  // no OpenBLAS, not x86 Linux, or the re-execution failed (then with the generic kernels).
+  static void use_fast_blas_kernels([[maybe_unused]] char** argv) {
+#if defined(TRM_HAVE_CBLAS) && defined(__linux__) && (defined(__x86_64__) || defined(__i386__))
+    if (std::getenv("OPENBLAS_CORETYPE") || std::getenv("TRM_KEEP_OPENBLAS_CORE")) return;
+    const std::string core = openblas_get_corename();
+    if (core != "Prescott" && core != "Core2" && core != "Nehalem" && core != "Penryn" && core != "Dunnington") return;
+    __builtin_cpu_init();
+    const char* want = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") ? "SkylakeX"
+                       : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")  ? "Haswell"
+                                                                                           : nullptr;
+    if (!want) return;
+    ::setenv("OPENBLAS_CORETYPE", want, 1);
+    ::execv("/proc/self/exe", argv);  // returns only on failure
+    ::unsetenv("OPENBLAS_CORETYPE");
 #endif
   }
 
