@@ -102,6 +102,30 @@ void BM_sgemm_openblas(benchmark::State& st) {
   cpu::set_num_threads(g_threads);
 }
 BENCHMARK(BM_sgemm_openblas)->ArgName("threads")->Arg(2)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The GEMM shapes of a Sudoku TRM-MLP block at batch 16 (rows = 16 * 97 = 1552 for the channel
+// SwiGLU, 16 * 512 = 8192 for the token mixer), alone, as the layers call them (row-major, B
+// transposed = the weight), and the token mixer's two forward GEMMs in the "weight on the left"
+// layout (X = [97, B*512]) a rewrite of TokenMlp would use. Args: m, n, k, B transposed.
+void BM_sgemm_shape(benchmark::State& st) {
+  const int m = int(st.range(0)), n = int(st.range(1)), k = int(st.range(2));
+  const bool bt = st.range(3) != 0;
+  std::vector<float> a(std::size_t(m) * k, 0.5f), b(std::size_t(k) * n, 0.25f), c(std::size_t(m) * n);
+  flop_loop(st, 2.0 * m * double(n) * k, [&] {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, bt ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a.data(), k, b.data(),
+                bt ? k : n, 0.0f, c.data(), n);
+  });
+}
+BENCHMARK(BM_sgemm_shape)
+    ->ArgNames({"m", "n", "k", "bt"})
+    ->Args({1552, 3072, 512, 1})  // channel SwiGLU gate_up
+    ->Args({1552, 512, 1536, 1})  // channel SwiGLU down
+    ->Args({8192, 1024, 97, 1})   // token mixer gate_up (97 on k)
+    ->Args({8192, 97, 512, 1})    // token mixer down (97 on n)
+    ->Args({1024, 8192, 97, 0})   // token mixer gate_up, weight on the left
+    ->Args({97, 8192, 512, 0})    // token mixer down, weight on the left
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 #endif
 
 // Eigen's own GEMM, 2048^3. Eigen parallelises its GEMM only under OpenMP, which this benchmark
