@@ -72,6 +72,40 @@ struct FixedSteps {
 // TRM's halting (no_ACT_continue): a row stops when q_halt > 0 or after N steps; with probability
 // `exploration_prob` a row draws a minimum step count from {2..N} below which it may not stop.
 // Loss: BCE(q_halt, sequence exactly correct), summed over rows.
+namespace detail {
+// BceHalting's rules with N_sup as a value, shared by BceHalting<N> and BceHaltingRuntime.
+inline void bce_halting_decide(int N, double exploration_prob, const HaltingInputs& in, Rng& rng,
+                               std::span<std::uint8_t> halted) {
+  const std::size_t b = halted.size();
+  for (std::size_t r = 0; r < b; ++r) {
+    bool h = in.steps[r] >= N;
+    if (N > 1) h = h || in.q_halt[r] > 0.0f;
+    halted[r] = h;
+  }
+  if (N > 1 && exploration_prob > 0) {
+    // Two draws per row, as the reference: first all explore coins, then all minimum steps.
+    std::vector<std::uint8_t> explore(b);
+    for (std::size_t r = 0; r < b; ++r) explore[r] = rng.bernoulli(exploration_prob);
+    for (std::size_t r = 0; r < b; ++r) {
+      int min_steps = 2 + int(rng.below(std::uint64_t(N - 1)));
+      if (explore[r] && in.steps[r] < min_steps) halted[r] = 0;
+    }
+  }
+}
+
+inline double bce_halting_loss(const HaltingInputs& in, std::span<const std::uint8_t> seq_correct,
+                               std::span<float> dq_halt, std::span<float> dq_continue, double scale) {
+  double total = 0;
+  for (std::size_t r = 0; r < dq_halt.size(); ++r) {
+    const double x = in.q_halt[r], t = seq_correct[r] ? 1.0 : 0.0;
+    total += bce_with_logits(x, t);
+    dq_halt[r] = float(scale * (sigmoid(x) - t));
+    dq_continue[r] = 0;
+  }
+  return total;
+}
+}  // namespace detail
+
 template <int N>
 struct BceHalting {
   static_assert(N >= 1);
@@ -80,33 +114,12 @@ struct BceHalting {
   double exploration_prob = 0.1;
 
   void decide_training(const HaltingInputs& in, Rng& rng, std::span<std::uint8_t> halted) const {
-    const std::size_t b = halted.size();
-    for (std::size_t r = 0; r < b; ++r) {
-      bool h = in.steps[r] >= N;
-      if (N > 1) h = h || in.q_halt[r] > 0.0f;
-      halted[r] = h;
-    }
-    if (N > 1 && exploration_prob > 0) {
-      // Two draws per row, as the reference: first all explore coins, then all minimum steps.
-      std::vector<std::uint8_t> explore(b);
-      for (std::size_t r = 0; r < b; ++r) explore[r] = rng.bernoulli(exploration_prob);
-      for (std::size_t r = 0; r < b; ++r) {
-        int min_steps = 2 + int(rng.below(std::uint64_t(N - 1)));
-        if (explore[r] && in.steps[r] < min_steps) halted[r] = 0;
-      }
-    }
+    detail::bce_halting_decide(N, exploration_prob, in, rng, halted);
   }
 
   double loss(const HaltingInputs& in, std::span<const std::uint8_t> seq_correct, std::span<float> dq_halt,
               std::span<float> dq_continue, double scale) const {
-    double total = 0;
-    for (std::size_t r = 0; r < dq_halt.size(); ++r) {
-      const double x = in.q_halt[r], t = seq_correct[r] ? 1.0 : 0.0;
-      total += bce_with_logits(x, t);
-      dq_halt[r] = float(scale * (sigmoid(x) - t));
-      dq_continue[r] = 0;
-    }
-    return total;
+    return detail::bce_halting_loss(in, seq_correct, dq_halt, dq_continue, scale);
   }
 };
 
