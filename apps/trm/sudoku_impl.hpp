@@ -713,16 +713,22 @@ std::string pretty(const sd::Grid<Shape>& g, const sd::Grid<Shape>* mark_from = 
   return s;
 }
 
+// The model of a `solve`/`eval` checkpoint; a file the loader refuses is an error naming it.
+template <class M>
+void load_checkpoint_weights(M& model, const std::string& checkpoint) {
+  try {
+    trm::load_model(model, checkpoint);
+  } catch (const std::exception& e) {
+    throw CliError(checkpoint + ": " + e.what());
+  }
+}
+
 template <class Shape, class M>
 int solve_model(const SolveArgs& a, const CheckpointInfo& info) {
   configure_runtime(info.spec);
   set_threads(a.threads);
   M model(0);
-  try {
-    trm::load_model(model, a.checkpoint);
-  } catch (const std::exception& e) {
-    throw CliError(a.checkpoint + ": " + e.what());
-  }
+  load_checkpoint_weights(model, a.checkpoint);
   const int max_steps = a.steps > 0 ? a.steps : info.spec.nsup;
   const auto puzzles = read_puzzles<Shape>(a.input);
   if (puzzles.empty()) throw CliError(source_name(a.input) + ": no puzzles (expected one puzzle per line)");
@@ -794,11 +800,7 @@ int eval_model(const EvalArgs& a, const CheckpointInfo& info) {
   configure_runtime(info.spec);
   set_threads(a.threads);
   M model(0);
-  try {
-    trm::load_model(model, a.checkpoint);
-  } catch (const std::exception& e) {
-    throw CliError(a.checkpoint + ": " + e.what());
-  }
+  load_checkpoint_weights(model, a.checkpoint);
   const int max_steps = a.steps > 0 ? a.steps : info.spec.nsup;
   const auto puzzles = read_puzzles<Shape>(a.input, a.sample, a.seed);
   if (puzzles.empty()) throw CliError(source_name(a.input) + ": no puzzles (expected one puzzle per line)");
