@@ -250,18 +250,13 @@ int main(int argc, char** argv) {
   cpu::set_num_threads(g_threads);
   benchmark::AddCustomContext("trm_threads", std::to_string(g_threads));
 #if defined(TRM_HAVE_CBLAS)
-  // OpenBLAS 0.3.21 (Debian 12) does not know newer Xeons (e.g. family 6 model 207) and falls back
-  // to its generic "Prescott" SSE kernels, 5-8x slower than its AVX-512 ones: every number below
-  // would measure that. OPENBLAS_CORETYPE=SkylakeX selects the right kernels.
+  // Still generic OpenBLAS kernels (TRM_KEEP_OPENBLAS_CORE, or the re-execution failed): every
+  // number below would measure them.
   const std::string core = openblas_get_corename();
   benchmark::AddCustomContext("openblas_core", core);
-  if (core == "Prescott" || core == "Core2" || core == "Nehalem")
-    if (__builtin_cpu_supports("avx2"))
-      std::fprintf(stderr,
-                   "WARNING: OpenBLAS runs its generic '%s' kernels on a CPU with AVX2%s: set "
-                   "OPENBLAS_CORETYPE=%s (see docs/PERFORMANCE.md)\n",
-                   core.c_str(), __builtin_cpu_supports("avx512f") ? "/AVX-512" : "",
-                   __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell");
+  if (const char* better = cpu::better_blas_core())
+    std::fprintf(stderr, "WARNING: OpenBLAS runs its generic '%s' kernels: set OPENBLAS_CORETYPE=%s (see docs/PERFORMANCE.md)\n",
+                 core.c_str(), better);
   g_baseline_flops = measure_sgemm_baseline(2048, 7);
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.1f", g_baseline_flops * 1e-9);

@@ -24,11 +24,12 @@
 #if defined(TRM_HAVE_CBLAS)
 #include <cblas.h>
 #endif
-#if defined(TRM_HAVE_CBLAS) && defined(__linux__)
-#include <unistd.h>
-
+#if defined(TRM_HAVE_CBLAS)
 #include <cstdlib>
 #include <string>
+#endif
+#if defined(TRM_HAVE_CBLAS) && defined(__linux__)
+#include <unistd.h>
 #endif
 
 namespace trm {
@@ -123,20 +124,31 @@ struct cpu {
   }
   // OpenBLAS 0.3.21 (Debian 12) does not recognise recent Xeons (e.g. family 6 model 207) and falls
   // back to its generic "Prescott" SSE kernels, 3-5x slower than its AVX-512 ones on these models'
-  // GEMMs. The kernel type can only be chosen before OpenBLAS loads, through OPENBLAS_CORETYPE, so
-  // this re-executes the program (/proc/self/exe, same argv) once with it set to SkylakeX (or
-  // Haswell on AVX2-only CPUs). Call it first thing in main(); it returns when nothing needs doing:
-  // OpenBLAS chose proper kernels, the user set OPENBLAS_CORETYPE (or TRM_KEEP_OPENBLAS_CORE=1),
-  // no OpenBLAS, not x86 Linux, or the re-execution failed (then with the generic kernels).
-  static void use_fast_blas_kernels([[maybe_unused]] char** argv) {
-#if defined(TRM_HAVE_CBLAS) && defined(__linux__) && (defined(__x86_64__) || defined(__i386__))
-    if (std::getenv("OPENBLAS_CORETYPE") || std::getenv("TRM_KEEP_OPENBLAS_CORE")) return;
+  // GEMMs. better_blas_core() names the OPENBLAS_CORETYPE this CPU should have instead ("SkylakeX",
+  // or "Haswell" on AVX2-only CPUs), or nullptr when OpenBLAS's choice is fine (or there is no
+  // OpenBLAS, or the CPU is not x86).
+  static const char* better_blas_core() {
+#if defined(TRM_HAVE_CBLAS) && (defined(__x86_64__) || defined(__i386__))
     const std::string core = openblas_get_corename();
-    if (core != "Prescott" && core != "Core2" && core != "Nehalem" && core != "Penryn" && core != "Dunnington") return;
+    if (core != "Prescott" && core != "Core2" && core != "Nehalem" && core != "Penryn" && core != "Dunnington")
+      return nullptr;
     __builtin_cpu_init();
-    const char* want = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") ? "SkylakeX"
-                       : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")  ? "Haswell"
-                                                                                           : nullptr;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") ? "SkylakeX"
+           : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")      ? "Haswell"
+                                                                                   : nullptr;
+#else
+    return nullptr;
+#endif
+  }
+  // The kernel type can only be chosen before OpenBLAS loads, through OPENBLAS_CORETYPE, so this
+  // re-executes the program (/proc/self/exe, same argv) once with it set to better_blas_core().
+  // Call it first thing in main(); it returns when nothing needs doing: OpenBLAS chose proper
+  // kernels, the user set OPENBLAS_CORETYPE (or TRM_KEEP_OPENBLAS_CORE=1), no OpenBLAS, not x86
+  // Linux, or the re-execution failed (then with the generic kernels).
+  static void use_fast_blas_kernels([[maybe_unused]] char** argv) {
+#if defined(TRM_HAVE_CBLAS) && defined(__linux__)
+    if (std::getenv("OPENBLAS_CORETYPE") || std::getenv("TRM_KEEP_OPENBLAS_CORE")) return;
+    const char* want = better_blas_core();
     if (!want) return;
     ::setenv("OPENBLAS_CORETYPE", want, 1);
     ::execv("/proc/self/exe", argv);  // returns only on failure
