@@ -1,7 +1,9 @@
 #pragma once
-// trm: the CPU parts of the library. CUDA users also include <trm/cuda.hpp> from .cu files.
+// trm: every public CPU header of the library (CUDA users include <trm/cuda.hpp> from .cu files,
+// which includes this one). docs/API.md is the tutorial.
 #include "version.hpp"
 #include "core/concepts.hpp"
+#include "core/count.hpp"
 #include "core/error.hpp"
 #include "core/extents.hpp"
 #include "core/memory.hpp"
@@ -9,6 +11,7 @@
 #include "core/tensor.hpp"
 #include "core/view.hpp"
 #include "backend/cpu.hpp"
+#include "backend/ops.hpp"
 #include "backend/reference.hpp"
 #include "nn/attention.hpp"
 #include "nn/block.hpp"
@@ -21,6 +24,7 @@
 #include "nn/token_mlp.hpp"
 #include "model/config.hpp"
 #include "model/model.hpp"
+#include "model/inference.hpp"
 #include "recursion/trm_recursion.hpp"
 #include "recursion/hrm_recursion.hpp"
 #include "recursion/trm_variants.hpp"
@@ -31,5 +35,7 @@
 #include "train/trainer.hpp"
 #include "io/safetensors.hpp"
 #include "io/npy.hpp"
+#include "io/atomic_file.hpp"
 #include "io/checkpoint.hpp"
+#include "io/train_state.hpp"
 #include "data/sudoku.hpp"

@@ -12,4 +12,6 @@
 namespace trm {
 // Signed index type, as Eigen and BLAS use: differences of indices stay representable.
 using index_t = std::ptrdiff_t;
+// The label of a position that is not supervised (the reference's IGNORE_LABEL_ID).
+inline constexpr std::int32_t ignore_label = -100;
 }  // namespace trm

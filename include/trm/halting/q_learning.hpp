@@ -20,41 +20,32 @@
 
 namespace trm {
 
-// The reference's exploration rule, shared by the ACT policies: with probability `prob` a row
-// draws a minimum step count uniformly from {2..max_steps} and may not halt before it. Two draws
-// per row, all explore coins first, then all minimum steps (torch.rand_like, torch.randint_like).
-inline void apply_halt_exploration(std::span<const std::int32_t> steps, Rng& rng, std::span<std::uint8_t> halted,
-                                   double prob, int max_steps) {
-  if (max_steps <= 1 || prob <= 0) return;
-  const std::size_t b = halted.size();
-  std::vector<std::uint8_t> explore(b);
-  for (std::size_t r = 0; r < b; ++r) explore[r] = rng.bernoulli(prob);
-  for (std::size_t r = 0; r < b; ++r) {
-    const int min_steps = 2 + int(rng.below(std::uint64_t(max_steps - 1)));
-    if (explore[r] && steps[r] < min_steps) halted[r] = 0;
-  }
-}
-
-template <int N>
-struct QLearningHalting {
-  static_assert(N >= 1);
-  static constexpr int max_steps = N;
+template <index_t N = dynamic>
+class QLearningHalting {
+ public:
   static constexpr bool needs_q_continue_target = true;
   double exploration_prob = 0.1;
 
+  constexpr QLearningHalting() = default;
+  explicit QLearningHalting(index_t n_sup) : n_(n_sup, "QLearningHalting: N_sup") {}
+  int max_steps() const { return n_.value(); }
+  std::string describe() const { return "QLearningHalting<N_sup=" + std::to_string(max_steps()) + ">"; }
+
   void decide_training(const HaltingInputs& in, Rng& rng, std::span<std::uint8_t> halted) const {
+    const int n_sup = max_steps();
     for (std::size_t r = 0; r < halted.size(); ++r) {
-      bool h = in.steps[r] >= N;
-      if (N > 1) h = h || in.q_halt[r] > in.q_continue[r];
+      bool h = in.steps[r] >= n_sup;
+      if (n_sup > 1) h = h || in.q_halt[r] > in.q_continue[r];
       halted[r] = h;
     }
-    apply_halt_exploration(in.steps, rng, halted, exploration_prob, N);
+    apply_halt_exploration(in.steps, rng, halted, exploration_prob, n_sup);
   }
 
   // next: q logits of the extra forward from the new carry; next.steps = steps after this step.
   void q_continue_target(const HaltingInputs& next, std::span<float> target) const {
+    const int n_sup = max_steps();
     for (std::size_t r = 0; r < target.size(); ++r) {
-      const double q = next.steps[r] >= N ? double(next.q_halt[r]) : std::max(double(next.q_halt[r]), double(next.q_continue[r]));
+      const double q = next.steps[r] >= n_sup ? double(next.q_halt[r]) : std::max(double(next.q_halt[r]), double(next.q_continue[r]));
       target[r] = float(sigmoid(q));
     }
   }
@@ -62,11 +53,9 @@ struct QLearningHalting {
   HaltingLoss loss(const HaltingInputs& in, std::span<const std::uint8_t> seq_correct, std::span<float> dq_halt,
                    std::span<float> dq_continue, double scale) const {
     HaltingLoss total;
+    total.q_halt = q_halt_bce_loss(in, seq_correct, dq_halt, scale);
     const bool has_target = !in.target_q_continue.empty();
     for (std::size_t r = 0; r < dq_halt.size(); ++r) {
-      const double x = in.q_halt[r], t = seq_correct[r] ? 1.0 : 0.0;
-      total.q_halt += bce_with_logits(x, t);
-      dq_halt[r] = float(scale * (sigmoid(x) - t));
       if (has_target) {
         const double xc = in.q_continue[r], tc = in.target_q_continue[r];
         total.q_continue += bce_with_logits(xc, tc);
@@ -77,6 +66,9 @@ struct QLearningHalting {
     }
     return total;
   }
+
+ private:
+  [[no_unique_address]] Count<N> n_{};
 };
 
 }  // namespace trm

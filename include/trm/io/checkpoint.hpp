@@ -1,9 +1,17 @@
 #pragma once
-// Model weights as safetensors under the reference's state-dict names (SPEC §1.12).
-// Loading is strict and all-or-nothing: every expected tensor must be present with its shape and
-// dtype, nothing unexpected may be there (unless allowed), and the whole file is checked before a
-// single value is copied. Names may carry the prefixes torch.compile and the loss head add.
+// Saving and loading a model: one pair, save_model / load_model.
+//
+// save_model writes the parameters and persistent buffers as safetensors (F32) under the
+// reference's state-dict names, with the model's complete signature (Model::signature(): sizes,
+// mixer, positions, the schedule's counts, N_sup, the puzzle-table size) in the metadata.
+// load_model refuses a file whose signature differs from the model's, naming both; a file without
+// one (a reference state dict converted by tools/convert_checkpoint.py) is checked by names,
+// shapes and dtypes only. Loading is strict and all-or-nothing: every expected tensor must be
+// present with its shape and dtype, nothing unexpected may be there (unless allowed), and the
+// whole file is checked before a single value is copied. Names may carry the prefixes
+// torch.compile and the loss head add.
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -14,6 +22,7 @@ namespace trm {
 // Prefixes of the reference checkpoints: compiled model wrapped by the loss head.
 inline const std::vector<std::string> reference_prefixes = {"_orig_mod.model.inner.", "model.inner.", "_orig_mod.", ""};
 
+// Every tensor of a model's state: its parameters, then its persistent buffers.
 template <class M, class F>
 void for_each_state_tensor(M& model, F&& f) {
   model.for_each_parameter(f);
@@ -22,32 +31,55 @@ void for_each_state_tensor(M& model, F&& f) {
 
 // The model's state (parameters and persistent buffers) as safetensors records (F32).
 template <class M>
-void add_state(io::SafetensorsFile& file, M& model, const std::string& prefix = "") {
-  for_each_state_tensor(model, [&](const std::string& name, auto& p) {
-    using S = typename std::remove_reference_t<decltype(p.value)>::value_type;
+void add_state(io::SafetensorsFile& file, const M& model, const std::string& prefix = "") {
+  static_assert(std::is_same_v<typename M::scalar_type, float>, "checkpoints store float32 models");
+  for_each_state_tensor(model, [&](const std::string& name, const auto& p) {
     std::vector<std::int64_t> shape(p.shape.begin(), p.shape.end());
-    std::vector<float> values(p.value.span().begin(), p.value.span().end());
-    (void)sizeof(S);
-    file.add<float>(prefix + name, shape, std::span<const float>(values));
+    file.add<float>(prefix + name, shape, p.value.span());
   });
 }
 
+namespace detail {
+inline std::string metadata_or_none(const io::SafetensorsFile& file, const char* key) {
+  auto it = file.metadata.find(key);
+  return it == file.metadata.end() ? std::string("(none)") : it->second;
+}
+// A trm file of `kind` whose signature equals `signature`, or an io::FormatError naming both.
+inline void check_metadata(const io::SafetensorsFile& file, const std::string& kind, const std::string& signature) {
+  if (metadata_or_none(file, "trm.kind") != kind)
+    throw io::FormatError(file.source_name() + ": expected a trm " + kind + " file, found kind '" +
+                          metadata_or_none(file, "trm.kind") + "'");
+  if (metadata_or_none(file, "trm.signature") != signature)
+    throw io::FormatError(file.source_name() + ": checkpoint of another model configuration:\n  expected: " + signature +
+                          "\n  found:    " + metadata_or_none(file, "trm.signature"));
+}
+}  // namespace detail
+
+// `extra_metadata`: more string entries for the file's metadata (e.g. a program's run
+// configuration); the format and trm.* entries set here win over extra ones. Atomic: the file is
+// complete or untouched.
 template <class M>
-void save_weights(M& model, const std::filesystem::path& path) {
+void save_model(const M& model, const std::filesystem::path& path, const std::map<std::string, std::string>& extra_metadata = {}) {
   io::SafetensorsFile file;
+  file.metadata = extra_metadata;
   file.metadata["format"] = "pt";
   file.metadata["producer"] = "trm";
+  file.metadata["trm.kind"] = "model";
+  file.metadata["trm.signature"] = model.signature();
   add_state(file, model);
   file.save(path);
 }
 
-// Loads every parameter and buffer of `model` from `file` (float32 tensors). Extra tensors in the
-// file are an error unless allow_extra. On any error nothing in the model has changed.
+// Loads every parameter and buffer of `model` from `file` (float32 tensors). A file written by
+// save_model must carry the model's signature; a reference state dict (no trm metadata) is bound
+// by name after stripping one of `accepted_prefixes`. Extra tensors in the file are an error
+// unless allow_extra (fixtures keep more than the weights). On any error nothing in the model has
+// changed.
 template <class M>
-void load_weights(M& model, const io::SafetensorsFile& file, std::vector<std::string> accepted_prefixes = reference_prefixes,
-                  bool allow_extra = false) {
-  using S = typename M::scalar_type;
-  static_assert(std::is_same_v<S, float>, "load_weights reads float32 into a float model");
+void load_model(M& model, const io::SafetensorsFile& file, std::vector<std::string> accepted_prefixes = reference_prefixes,
+                bool allow_extra = false) {
+  static_assert(std::is_same_v<typename M::scalar_type, float>, "load_model reads float32 into a float model");
+  if (file.metadata.count("trm.kind")) detail::check_metadata(file, "model", model.signature());
   std::vector<io::ExpectedTensor> expected;
   for_each_state_tensor(model, [&](const std::string& name, auto& p) {
     expected.push_back(io::ExpectedTensor{name, io::DType::F32, std::vector<std::int64_t>(p.shape.begin(), p.shape.end()),
@@ -57,9 +89,26 @@ void load_weights(M& model, const io::SafetensorsFile& file, std::vector<std::st
 }
 
 template <class M>
-void load_weights(M& model, const std::filesystem::path& path, std::vector<std::string> accepted_prefixes = reference_prefixes,
-                  bool allow_extra = false) {
-  load_weights(model, io::SafetensorsFile::load(path), std::move(accepted_prefixes), allow_extra);
+void load_model(M& model, const std::filesystem::path& path, std::vector<std::string> accepted_prefixes = reference_prefixes,
+                bool allow_extra = false) {
+  load_model(model, io::SafetensorsFile::load(path), std::move(accepted_prefixes), allow_extra);
+}
+
+// The number of puzzle identifiers of a saved model (rows of its puzzle table), to build a model
+// of the right size before load_model: Model<C> m({.puzzle_ids = checkpoint_puzzle_ids(path)}).
+// 1 when the file has no puzzle table (puzzle_emb_ndim = 0).
+inline index_t checkpoint_puzzle_ids(const io::SafetensorsFile& file, const std::vector<std::string>& accepted_prefixes = reference_prefixes) {
+  for (const auto& prefix : accepted_prefixes)
+    if (file.contains(prefix + "puzzle_emb.weights")) {
+      const auto& shape = file.at(prefix + "puzzle_emb.weights").shape;
+      if (shape.size() != 2 || shape[0] < 1)
+        throw io::FormatError(file.source_name() + ": puzzle_emb.weights: expected a [puzzle_ids >= 1, width] table");
+      return index_t(shape[0]);
+    }
+  return 1;
+}
+inline index_t checkpoint_puzzle_ids(const std::filesystem::path& path) {
+  return checkpoint_puzzle_ids(io::SafetensorsFile::load(path));
 }
 
 }  // namespace trm

@@ -9,7 +9,6 @@
 #include <string>
 #include <vector>
 
-#include "../model/signature.hpp"
 #include "../train/trainer.hpp"
 #include "checkpoint.hpp"
 #include "safetensors.hpp"
@@ -23,41 +22,7 @@ std::vector<std::int64_t> shape64(const Tensor<T, Ext>& t) {
   return {s.begin(), s.end()};
 }
 
-inline void check_metadata(const io::SafetensorsFile& file, const std::string& kind, const std::string& signature) {
-  auto get = [&](const char* key) -> std::string {
-    auto it = file.metadata.find(key);
-    return it == file.metadata.end() ? std::string("(none)") : it->second;
-  };
-  if (get("trm.kind") != kind)
-    throw io::FormatError(file.source_name() + ": expected a trm " + kind + " file, found kind '" + get("trm.kind") + "'");
-  if (get("trm.signature") != signature)
-    throw io::FormatError(file.source_name() + ": checkpoint of another model configuration:\n  expected: " + signature +
-                          "\n  found:    " + get("trm.signature"));
-}
 }  // namespace detail
-
-// Weights with the model's signature in the metadata (plain weights files from PyTorch have none;
-// load_weights accepts both). `extra_metadata`: more string entries for the file's metadata (e.g. a
-// program's run configuration); the format and trm.* entries set here win over extra ones.
-template <class M>
-void save_model(M& model, const std::filesystem::path& path, const std::map<std::string, std::string>& extra_metadata = {}) {
-  io::SafetensorsFile file;
-  file.metadata = extra_metadata;
-  file.metadata["format"] = "pt";
-  file.metadata["trm.kind"] = "model";
-  file.metadata["trm.signature"] = model_signature<M>();
-  add_state(file, model);
-  file.save(path);
-}
-
-// Loads weights saved by save_model (signature checked) or a reference state dict (no signature:
-// names, shapes and dtypes checked).
-template <class M>
-void load_model(M& model, const std::filesystem::path& path) {
-  auto file = io::SafetensorsFile::load(path);
-  if (file.metadata.count("trm.kind")) detail::check_metadata(file, "model", model_signature<M>());
-  load_weights(model, file);
-}
 
 template <class M, class Opt>
 void save_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& path,
@@ -67,7 +32,7 @@ void save_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& pat
   io::SafetensorsFile file;
   file.metadata = extra_metadata;  // as save_model: the trm.* keys below win
   file.metadata["trm.kind"] = "train_state";
-  file.metadata["trm.signature"] = model_signature<M>();
+  file.metadata["trm.signature"] = trainer.model().signature();
   file.metadata["trm.optimizer"] = Opt::name;
   M& model = trainer.model();
   add_state(file, model, "model.");
@@ -108,7 +73,7 @@ template <class M, class Opt>
 void load_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& path) {
   using S = typename M::scalar_type;
   const auto file = io::SafetensorsFile::load(path);
-  detail::check_metadata(file, "train_state", model_signature<M>());
+  detail::check_metadata(file, "train_state", trainer.model().signature());
   if (auto it = file.metadata.find("trm.optimizer"); it == file.metadata.end() || it->second != Opt::name)
     throw io::FormatError(file.source_name() + ": expected optimiser state of " + Opt::name + ", found " +
                           (it == file.metadata.end() ? std::string("none") : it->second));

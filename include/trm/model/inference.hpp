@@ -28,10 +28,13 @@ class Solver {
   using space = typename M::space;
   using schedule = typename M::schedule;
 
+  // The model is only read: several solvers (one per thread) may share one const model.
   explicit Solver(const M& model) : model_(model) {}
 
-  SolveResult solve(const Batch& batch, EarlyExit exit = EarlyExit::off, int max_steps = M::halting::max_steps,
-                    const SolveTrace& trace = {}) {
+  // max_steps = 0: the model's N_sup (its halting policy's max_steps()); more steps than the model
+  // was trained with are allowed (test-time scaling).
+  SolveResult solve(const Batch& batch, EarlyExit exit = EarlyExit::off, int max_steps = 0, const SolveTrace& trace = {}) {
+    if (max_steps == 0) max_steps = model_.max_steps();
     if (max_steps < 1) throw ValueError("Solver::solve: max_steps must be >= 1, found " + std::to_string(max_steps));
     const index_t b = batch.size();
     x_.resize(b, M::total_len, M::hidden);
@@ -47,7 +50,7 @@ class Solver {
     res.steps_used.assign(b, 0);
     res.q_halt.assign(b, 0.0f);
     for (int step = 1; step <= max_steps; ++step) {
-      schedule::forward(model_, tape_, x_.cview(), y_.view(), z_.view(), false);
+      model_.recursion().forward(model_, tape_, x_.cview(), y_.view(), z_.view(), false);
       model_.heads(y_.cview(), logits_.view(), q_.view(), head_cache_);
       for (index_t r = 0; r < b; ++r) {
         if (!active[r]) continue;

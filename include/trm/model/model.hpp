@@ -3,9 +3,13 @@
 // sqrt(D)), the reasoning net(s), the fixed initial states H_init / L_init, lm_head and q_head.
 // How the net is applied (TRM's n/T recursion, HRM's cycles) is the schedule's business
 // (recursion/), when a sequence stops is the halting policy's (halting/).
+#include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdio>
+#include <span>
 #include <string>
+#include <utility>
 
 #include "../core/concepts.hpp"
 #include "../core/rng.hpp"
@@ -40,30 +44,51 @@ constexpr index_t mixer_heads() {
 // Batch of puzzles as token ids: inputs [batch, seq_len] and one puzzle id per row.
 struct Batch {
   DynTensor<std::int32_t, 2> inputs;             // [B, L] tokens
-  DynTensor<std::int32_t, 2> labels;             // [B, L] targets, -100 = ignored
+  DynTensor<std::int32_t, 2> labels;             // [B, L] targets, ignore_label = not supervised
   DynTensor<std::int32_t, 1> puzzle_identifiers; // [B]
   index_t size() const { return inputs.extent(0); }
+
+  // A batch of B = puzzle_identifiers.size() rows from row-major token spans of B * seq_len
+  // values each. labels may be empty (inference: every label is ignore_label). Token and id
+  // ranges are checked by the model that reads the batch.
+  static Batch from_tokens(std::span<const std::int32_t> inputs, std::span<const std::int32_t> labels,
+                           std::span<const std::int32_t> puzzle_identifiers, index_t seq_len) {
+    const index_t b = index_t(puzzle_identifiers.size());
+    if (seq_len < 1) throw ShapeError("Batch::from_tokens: expected seq_len >= 1, found " + std::to_string(seq_len));
+    if (index_t(inputs.size()) != b * seq_len)
+      throw ShapeError("Batch::from_tokens: expected " + std::to_string(b) + " x " + std::to_string(seq_len) + " = " +
+                       std::to_string(b * seq_len) + " input tokens (one row per puzzle id), found " +
+                       std::to_string(inputs.size()));
+    if (!labels.empty() && labels.size() != inputs.size())
+      throw ShapeError("Batch::from_tokens: expected as many labels as input tokens (" + std::to_string(inputs.size()) +
+                       ") or none, found " + std::to_string(labels.size()));
+    Batch batch;
+    batch.inputs.resize(b, seq_len);
+    batch.labels.resize(b, seq_len);
+    batch.puzzle_identifiers.resize(b);
+    std::copy(inputs.begin(), inputs.end(), batch.inputs.data());
+    if (labels.empty())
+      std::fill_n(batch.labels.data(), b * seq_len, ignore_label);
+    else
+      std::copy(labels.begin(), labels.end(), batch.labels.data());
+    std::copy(puzzle_identifiers.begin(), puzzle_identifiers.end(), batch.puzzle_identifiers.data());
+    return batch;
+  }
 };
 
-// A recursion schedule says how many nets a model has and what they are called
-// (TRM: one, "L_level"; HRM: "H_level" and "L_level").
-template <class S>
-concept ScheduleNets = requires {
-  { S::num_nets } -> std::convertible_to<std::size_t>;
-  { S::net_name(std::size_t{}) } -> std::convertible_to<const char*>;
+// What a Model is built with at run time: the schedule and halting policy values (their counts
+// when dynamic), the number of puzzle identifiers (a fact of the dataset or the checkpoint), and
+// the initialisation seed. Designated initializers read well:
+//   Model<Cfg> m({.schedule = TrmRecursion<>(3, 2), .halting = BceHalting<>(16), .puzzle_ids = 876406});
+template <ModelConfig C>
+struct ModelArgs {
+  typename C::schedule schedule{};
+  typename C::halting halting{};
+  index_t puzzle_ids = 1;
+  std::uint64_t seed = 0;
 };
-
-namespace detail {
-// How many latent states z a schedule carries besides y (optional member `latent_states`,
-// default 1: TRM's z / HRM's z_L). 0: the single-state TrmSingleZ; K > 1: TrmMultiScaleZ.
-template <class S>
-constexpr std::size_t schedule_latents() {
-  if constexpr (requires { S::latent_states; }) return std::size_t(S::latent_states); else return 1;
-}
-}  // namespace detail
 
 template <ModelConfig C, Backend B = cpu, Scalar T = float>
-  requires ScheduleNets<typename C::schedule>
 class Model {
  public:
   using config = C;
@@ -75,12 +100,13 @@ class Model {
   using halting = typename C::halting;
 
   static constexpr index_t seq_len = traits::seq_len, prefix_len = traits::prefix_len,
-                           total_len = traits::total_len, hidden = traits::hidden, vocab = traits::vocab;
+                           total_len = traits::total_len, hidden = traits::hidden, vocab = traits::vocab,
+                           puzzle_emb_ndim = traits::puzzle_emb_ndim;
   static constexpr std::size_t num_nets = schedule::num_nets;
   // The carry is y [B, L+P, D] (the state the heads read: TRM's y, HRM's z_H, TrmSingleZ's only
   // state) and z [num_latents * B, L+P, D]: latent k occupies batch rows [k*B, (k+1)*B)
   // (TRM's z, HRM's z_L; empty for TrmSingleZ; K latents for TrmMultiScaleZ).
-  static constexpr std::size_t num_latents = detail::schedule_latents<schedule>();
+  static constexpr std::size_t num_latents = schedule::latent_states;
 
   using mixer_layer = typename detail::mixer_layer<typename C::mixer, total_len, hidden, traits::expansion, T, B>::type;
   using block_type = Block<mixer_layer, SwiGlu<hidden, traits::expansion, T, B>>;
@@ -95,8 +121,9 @@ class Model {
   Linear<hidden, 2, true, T, B> q_head;
   std::array<net_type, num_nets> nets;
   Param<T, space> embed_pos{uses_learned_positions ? std::vector<index_t>{total_len, hidden} : std::vector<index_t>{0, hidden}};
-  // Buffers (not trained by the regular optimiser): the puzzle table (sign-SGD), the initial states.
-  Param<T, space> puzzle_emb{{traits::num_puzzle_ids, hidden}};
+  // Buffers (not trained by the regular optimiser): the puzzle table [puzzle_ids, puzzle_emb_ndim]
+  // (sign-SGD; absent when puzzle_emb_ndim = 0), the initial states.
+  Param<T, space> puzzle_emb;
   Param<T, space> H_init{{hidden}};
   Param<T, space> L_init{{hidden}};
   // Fixed initial states of latents 1..K-1 when the schedule carries K > 1 latents (latent 0 uses
@@ -104,17 +131,36 @@ class Model {
   // and latent 0's L1_init).
   std::array<Param<T, space>, (num_latents > 1 ? num_latents - 1 : 0)> extra_L_init = make_extra_inits();
 
-  explicit Model(std::uint64_t seed = 0) {
+  explicit Model(ModelArgs<C> args)
+      : puzzle_emb({args.puzzle_ids, puzzle_emb_ndim}),
+        schedule_(std::move(args.schedule)),
+        halting_(std::move(args.halting)),
+        puzzle_ids_(args.puzzle_ids) {
+    if (schedule_.net_calls_per_step() < 1)
+      throw ValueError("Model: the schedule's counts were not given (" + schedule_.describe() +
+                       "): construct a dynamic schedule with its counts, e.g. TrmRecursion<>(n, T)");
+    if (halting_.max_steps() < 1)
+      throw ValueError("Model: the halting policy's N_sup was not given (" + halting_.describe() +
+                       "): construct a dynamic policy with it, e.g. BceHalting<>(16)");
+    if (args.puzzle_ids < 1)
+      throw ValueError("Model: expected puzzle_ids >= 1 (the number of puzzle identifiers; id 0 is the reference's "
+                       "blank), found " + std::to_string(args.puzzle_ids));
     configure();
-    Rng rng(seed);
+    Rng rng(args.seed);
     init(rng);
   }
+  // Static schedule and policy, one puzzle identifier.
+  explicit Model(std::uint64_t seed = 0) : Model(ModelArgs<C>{.seed = seed}) {}
   Model(const Model& o)
       : embed_tokens(o.embed_tokens), lm_head(o.lm_head), q_head(o.q_head), nets(o.nets), embed_pos(o.embed_pos),
-        puzzle_emb(o.puzzle_emb), H_init(o.H_init), L_init(o.L_init), extra_L_init(o.extra_L_init) {
+        puzzle_emb(o.puzzle_emb), H_init(o.H_init), L_init(o.L_init), extra_L_init(o.extra_L_init),
+        schedule_(o.schedule_), halting_(o.halting_), puzzle_ids_(o.puzzle_ids_) {
     configure();
   }
   Model& operator=(const Model& o) {
+    schedule_ = o.schedule_;
+    halting_ = o.halting_;
+    puzzle_ids_ = o.puzzle_ids_;
     embed_tokens = o.embed_tokens;
     lm_head = o.lm_head;
     q_head = o.q_head;
@@ -145,6 +191,44 @@ class Model {
     puzzle_emb.value.zero();
   }
 
+  // The values this model was built with.
+  const schedule& recursion() const { return schedule_; }
+  const halting& halting_policy() const { return halting_; }
+  index_t num_puzzle_ids() const { return puzzle_ids_; }
+  int max_steps() const { return halting_.max_steps(); }
+
+  // Every choice that changes the meaning of the weights or how they are run, as text: saved in
+  // checkpoints, compared when one is loaded (a static and a dynamic schedule of the same counts
+  // give the same text).
+  std::string signature() const {
+    std::string s = "grid=" + std::to_string(traits::rows) + "x" + std::to_string(traits::cols) +
+                    " vocab=" + std::to_string(vocab) + " hidden=" + std::to_string(hidden) +
+                    " layers=" + std::to_string(traits::layers) + " expansion=" + std::to_string(traits::expansion) +
+                    " prefix=" + std::to_string(prefix_len) + " puzzle_emb_ndim=" + std::to_string(puzzle_emb_ndim) +
+                    " puzzle_ids=" + std::to_string(puzzle_ids_);
+    if constexpr (is_attention_mixer_v<typename C::mixer>)
+      s += " mixer=attention(" + std::to_string(C::mixer::heads) + ")";
+    else
+      s += " mixer=token_mlp";
+    s += std::string(" positions=") + (traits::positions == PositionEncoding::rope      ? "rope"
+                                       : traits::positions == PositionEncoding::learned ? "learned"
+                                                                                         : "none");
+    if constexpr (uses_rope) s += " rope_theta=" + format_real(traits::rope_theta);
+    s += " rms_norm_eps=" + format_real(traits::rms_norm_eps);
+    s += " schedule=" + schedule_.describe() + " nets=" + std::to_string(num_nets) + " halting=" + halting_.describe();
+    return s;
+  }
+
+  // Read-only visits (saving, comparing): f(name, const Param&).
+  template <class F>
+  void for_each_parameter(F&& f) const {
+    const_cast<Model&>(*this).for_each_parameter([&](const std::string& n, const auto& p) { f(n, p); });
+  }
+  template <class F>
+  void for_each_buffer(F&& f) const {
+    const_cast<Model&>(*this).for_each_buffer([&](const std::string& n, const auto& p) { f(n, p); });
+  }
+
   // Trainable parameters under the reference's state-dict names.
   template <class F>
   void for_each_parameter(F&& f) {
@@ -157,31 +241,33 @@ class Model {
   // Persistent buffers: saved in checkpoints, not updated by the regular optimiser.
   template <class F>
   void for_each_buffer(F&& f) {
-    f(std::string("puzzle_emb.weights"), puzzle_emb);
+    if constexpr (puzzle_emb_ndim > 0) f(std::string("puzzle_emb.weights"), puzzle_emb);
     f(std::string("H_init"), H_init);
     f(std::string("L_init"), L_init);
     for (std::size_t k = 0; k < extra_L_init.size(); ++k) f("L" + std::to_string(k + 2) + "_init", extra_L_init[k]);
   }
 
-  index_t num_parameters() {
+  index_t num_parameters() const {
     index_t n = 0;
     for_each_parameter([&](const std::string&, auto& p) { n += p.numel(); });
     return n;
   }
 
   // ---- input embedding ----------------------------------------------------------------------
-  // x[b] = scale * [puzzle_emb[id_b]; 0 (prefix_len-1 rows); embed_tokens[tokens_b]]
-  // (+ learned positions, times 1/sqrt(2)), scale = sqrt(D).
+  // x[b] = scale * [puzzle_emb[id_b] zero-padded to prefix_len * D values, as prefix_len rows;
+  // embed_tokens[tokens_b]] (+ learned positions, times 1/sqrt(2)), scale = sqrt(D).
   void embed(const Batch& batch, Tensor3View<T, space> x) const {
     const index_t b = batch.size();
     check_batch(batch);
     expect_shape("Model::embed", "x", x, {b, total_len, hidden});
     for (index_t r = 0; r < b; ++r) {
       auto xr = slice0(x, r);  // [total_len, hidden]
-      auto prefix = rows(xr, 0, prefix_len);
-      B::fill(prefix, T(0));
-      B::gather_rows(puzzle_emb.value.cview(), CVectorView<std::int32_t>(&batch.puzzle_identifiers(r), DynExtents<1>{1}),
-                     T(1), rows(xr, 0, 1));
+      if constexpr (prefix_len > 0) {
+        B::fill(rows(xr, 0, prefix_len), T(0));
+        if constexpr (puzzle_emb_ndim > 0)
+          B::gather_rows(puzzle_emb.value.cview(), CVectorView<std::int32_t>(&batch.puzzle_identifiers(r), DynExtents<1>{1}),
+                         T(1), prefix_vector(xr));
+      }
       B::gather_rows(embed_tokens.weight.value.cview(),
                      CVectorView<std::int32_t>(&batch.inputs(r, 0), DynExtents<1>{seq_len}), T(1),
                      rows(xr, prefix_len, seq_len));
@@ -194,21 +280,23 @@ class Model {
   }
 
   // Backward of embed: token-table gradients accumulate into embed_tokens.weight.grad, learned
-  // positions into embed_pos.grad, and the puzzle rows' gradients go to puzzle_row_grad [B, D]
-  // (overwritten; the sign-SGD optimiser sums them per id).
+  // positions into embed_pos.grad, and the puzzle rows' gradients go to puzzle_row_grad
+  // [B, puzzle_emb_ndim] (overwritten; the sign-SGD optimiser sums them per id).
   void embed_backward(const Batch& batch, CTensor3View<T, space> dx, MatrixView<T, space> puzzle_row_grad) {
     const index_t b = batch.size();
     expect_shape("Model::embed_backward", "dx", dx, {b, total_len, hidden});
-    expect_shape("Model::embed_backward", "puzzle_row_grad", puzzle_row_grad, {b, hidden});
+    expect_shape("Model::embed_backward", "puzzle_row_grad", puzzle_row_grad, {b, puzzle_emb_ndim});
     T scale = embed_scale();
     if constexpr (uses_learned_positions) scale *= T(0.707106781);
     for (index_t r = 0; r < b; ++r) {
       auto dxr = slice0(dx, r);
       B::scatter_add_rows(rows(dxr, prefix_len, seq_len), CVectorView<std::int32_t>(&batch.inputs(r, 0), DynExtents<1>{seq_len}),
                           scale, embed_tokens.weight.grad.view());
-      auto dst = rows(puzzle_row_grad, r, 1);
-      B::fill(dst, T(0));
-      B::axpy(scale, rows(dxr, 0, 1), dst);
+      if constexpr (puzzle_emb_ndim > 0) {
+        auto dst = rows(puzzle_row_grad, r, 1);
+        B::fill(dst, T(0));
+        B::axpy(scale, prefix_vector(dxr), dst);
+      }
       if constexpr (uses_learned_positions) B::axpy(scale, dxr, embed_pos.grad.view());
     }
   }
@@ -287,6 +375,16 @@ class Model {
       }
   }
   static void fill_host(DynTensor<T, 2, space>& t, T v) { B::fill(t.view(), v); }
+  static std::string format_real(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.9g", v);
+    return buf;
+  }
+  // The first puzzle_emb_ndim values of a sequence's (contiguous) prefix rows, as one [1, ndim] row.
+  template <class U>
+  static MatrixView<U, space> prefix_vector(MatrixView<U, space> seq) {
+    return MatrixView<U, space>(seq.data(), DynExtents<2>{1, puzzle_emb_ndim});
+  }
   static auto make_extra_inits() {
     std::array<Param<T, space>, (num_latents > 1 ? num_latents - 1 : 0)> a;
     for (auto& p : a) p = Param<T, space>({hidden});
@@ -296,6 +394,13 @@ class Model {
     const index_t b = batch.size();
     check_shape("batch.inputs", std::vector<index_t>{b, seq_len}, batch.inputs.shape());
     check_shape("batch.puzzle_identifiers", std::vector<index_t>{b}, batch.puzzle_identifiers.shape());
+    for (index_t r = 0; r < b; ++r) {
+      const auto id = batch.puzzle_identifiers(r);
+      if (id < 0 || id >= puzzle_ids_)
+        throw ValueError("batch.puzzle_identifiers[" + std::to_string(r) + "] = " + std::to_string(id) +
+                         ": expected an id in [0, " + std::to_string(puzzle_ids_) +
+                         ") (the model's puzzle table has " + std::to_string(puzzle_ids_) + " rows)");
+    }
     for (index_t r = 0; r < b; ++r)
       for (index_t j = 0; j < seq_len; ++j) {
         auto t = batch.inputs(r, j);
@@ -306,6 +411,9 @@ class Model {
   }
 
   rope_type rope_;
+  schedule schedule_;
+  halting halting_;
+  index_t puzzle_ids_ = 1;
   mutable DynTensor<T, 2, space> dq_input_;
 };
 

@@ -27,35 +27,42 @@
 
 namespace trm {
 
-template <int HCycles, int LCycles>
-struct HrmRecursion {
-  static_assert(HCycles >= 1 && LCycles >= 1, "HrmRecursion<H_cycles, L_cycles>: both cycle counts must be >= 1");
-  static constexpr int h_cycles = HCycles, l_cycles = LCycles;
+template <index_t HCycles = dynamic, index_t LCycles = dynamic>
+class HrmRecursion {
+ public:
   static constexpr std::size_t num_nets = 2;
   static constexpr std::size_t high = 0, low = 1;  // indices into Model::nets
   static constexpr std::size_t latent_states = 1;  // z = z_L
-  static constexpr int net_calls_per_step = HCycles * (LCycles + 1);
-  static constexpr int recorded_calls = 2;
   static constexpr const char* net_name(std::size_t i) { return i == high ? "H_level" : "L_level"; }
-
+  // [0]: the last L call, [1]: the last H call; unrecorded calls use cache[0] as scratch.
   template <class M>
-  struct Tape {
-    using S = typename M::scalar_type;
-    using space = typename M::space;
-    std::array<DynTensor<S, 3, space>, 2> in, out;  // [0]: the last L call, [1]: the last H call
-    std::array<typename M::net_type::Cache, 2> cache;  // unrecorded calls use cache[0] as scratch
-    DynTensor<S, 3, space> sum, grad_a, grad_b;
-    bool recorded = false;
-  };
+  using Tape = CallTape<M, 2>;
+
+  // HrmRecursion<2, 2> or HrmRecursion<>{H_cycles, L_cycles}.
+  constexpr HrmRecursion() = default;
+  HrmRecursion(index_t h_cycles, index_t l_cycles) : h_(h_cycles, "HrmRecursion: H_cycles"), l_(l_cycles, "HrmRecursion: L_cycles") {}
+  int h_cycles() const { return h_.value(); }
+  int l_cycles() const { return l_.value(); }
+  int net_calls_per_step() const { return h_cycles() * (l_cycles() + 1); }
+  static constexpr int recorded_calls() { return 2; }
+  std::string describe() const {
+    return "HrmRecursion<H=" + std::to_string(h_cycles()) + ",L=" + std::to_string(l_cycles()) + ">";
+  }
+  template <index_t H2, index_t L2>
+  bool operator==(const HrmRecursion<H2, L2>& o) const {
+    return h_cycles() == o.h_cycles() && l_cycles() == o.l_cycles();
+  }
 
   // One supervision step; y (= z_H) and z (= z_L) are the carry, updated in place.
   template <class M>
-  static void forward(const M& m, Tape<M>& tape, CTensor3View<typename M::scalar_type, typename M::space> x,
+  void forward(const M& m, Tape<M>& tape, CTensor3View<typename M::scalar_type, typename M::space> x,
                       Tensor3View<typename M::scalar_type, typename M::space> y,
-                      Tensor3View<typename M::scalar_type, typename M::space> z, bool record) {
+                      Tensor3View<typename M::scalar_type, typename M::space> z, bool record) const {
     using Bk = typename M::backend_type;
     const auto& H = m.nets[high];
     const auto& L = m.nets[low];
+    const int h_count = h_cycles(), l_count = l_cycles();
+    tape.ensure(2);
     const index_t b = x.extent(0), l = x.extent(1), d = x.extent(2);
     tape.sum.resize(b, l, d);
     auto sum = as_matrix(tape.sum.view());
@@ -63,17 +70,17 @@ struct HrmRecursion {
       Bk::add(as_matrix(y).as_const(), as_matrix(x), in);
       Bk::add(zl, in.as_const(), in);
     };
-    for (int h = 0; h < HCycles; ++h) {
-      for (int i = 0; i < LCycles; ++i) {
-        if (h == HCycles - 1 && i == LCycles - 1) continue;
+    for (int h = 0; h < h_count; ++h) {
+      for (int i = 0; i < l_count; ++i) {
+        if (h == h_count - 1 && i == l_count - 1) continue;
         low_input(sum, as_matrix(z).as_const());
         L.forward(tape.sum.cview(), z, tape.cache[0]);
       }
-      if (h == HCycles - 1) continue;
+      if (h == h_count - 1) continue;
       Bk::add(as_matrix(y).as_const(), as_matrix(z).as_const(), sum);
       H.forward(tape.sum.cview(), y, tape.cache[0]);
     }
-    tape.recorded = record;
+    tape.recorded_calls = 0;
     if (!record) {
       low_input(sum, as_matrix(z).as_const());
       L.forward(tape.sum.cview(), z, tape.cache[0]);
@@ -81,10 +88,7 @@ struct HrmRecursion {
       H.forward(tape.sum.cview(), y, tape.cache[0]);
       return;
     }
-    for (int i = 0; i < 2; ++i) {
-      tape.in[i].resize(b, l, d);
-      tape.out[i].resize(b, l, d);
-    }
+    tape.record(2, b, l, d);
     low_input(as_matrix(tape.in[0].view()), as_matrix(z).as_const());
     L.forward(tape.in[0].cview(), tape.out[0].view(), tape.cache[0]);
     Bk::add(as_matrix(y).as_const(), as_matrix(tape.out[0].cview()), as_matrix(tape.in[1].view()));
@@ -96,11 +100,11 @@ struct HrmRecursion {
   // dy: gradient w.r.t. the step's output z_H. Accumulates the gradients of both nets' parameters
   // and adds the gradient w.r.t. x into dx.
   template <class M>
-  static void backward(M& m, Tape<M>& tape, CTensor3View<typename M::scalar_type, typename M::space> dy,
-                       Tensor3View<typename M::scalar_type, typename M::space> dx) {
+  void backward(M& m, Tape<M>& tape, CTensor3View<typename M::scalar_type, typename M::space> dy,
+                       Tensor3View<typename M::scalar_type, typename M::space> dx) const {
     using Bk = typename M::backend_type;
     using S = typename M::scalar_type;
-    if (!tape.recorded) throw std::logic_error("HrmRecursion::backward: the last forward did not record (record = false)");
+    tape.require_recorded("HrmRecursion");
     const index_t b = dy.extent(0), l = dy.extent(1), d = dy.extent(2);
     tape.grad_a.resize(b, l, d);
     tape.grad_b.resize(b, l, d);
@@ -112,6 +116,10 @@ struct HrmRecursion {
     m.nets[low].backward(tape.in[0].cview(), tape.out[0].cview(), tape.cache[0], tape.grad_a.cview(), tape.grad_b.view());
     Bk::axpy(S(1), as_matrix(tape.grad_b.cview()), as_matrix(dx));
   }
+
+ private:
+  [[no_unique_address]] Count<HCycles> h_{};
+  [[no_unique_address]] Count<LCycles> l_{};
 };
 
 }  // namespace trm

@@ -13,8 +13,6 @@
 
 namespace trm {
 
-inline constexpr std::int32_t ignore_label = -100;
-
 enum class LossType { stablemax_cross_entropy, softmax_cross_entropy };
 
 struct TokenLossResult {

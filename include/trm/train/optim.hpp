@@ -209,10 +209,14 @@ struct Ema {
       });
     });
   }
-  // Swap the shadow into the model (and back: calling it twice restores the raw weights).
+  // A separate model with the averaged weights (everything else, buffers included, copied from
+  // `live`): the live model is never overwritten, so the two cannot be confused.
   template <class M>
-  void swap_into(M& model) {
-    model.for_each_parameter([&](const std::string& n, auto& p) { p.value.swap(shadow.at(n)); });
+  M averaged_model(const M& live) const {
+    if (shadow.empty()) throw std::logic_error("Ema::averaged_model: the EMA was never initialised (ema_rate = 0?)");
+    M out = live;
+    out.for_each_parameter([&](const std::string& n, auto& p) { p.value = shadow.at(n); });
+    return out;
   }
 };
 

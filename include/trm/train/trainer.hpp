@@ -25,15 +25,27 @@ struct TrainOptions {
 };
 
 // Metrics of one training call, in the reference's train-log form: losses are batch sums, the
-// others are sums over rows that halted with at least one supervised label (`count`).
+// others are sums over rows that halted with at least one supervised label (`count`). The mean_*
+// members divide them by the rows they sum over (what the reference logs after its reduction).
 struct StepMetrics {
   double total_loss = 0, lm_loss = 0, q_halt_loss = 0, q_continue_loss = 0;
+  int batch_rows = 0;           // rows of the call (the losses' denominator)
   int count = 0;
   double accuracy = 0;          // sum over counted rows of per-row token accuracy
   int exact_accuracy = 0;       // counted rows entirely correct
   int q_halt_accuracy = 0;      // counted rows with (q_halt >= 0) == entirely correct
   long steps = 0;               // sum of steps over counted rows
   double lr = 0, puzzle_emb_lr = 0;
+
+  double mean_total_loss() const { return per(total_loss, batch_rows); }
+  double mean_lm_loss() const { return per(lm_loss, batch_rows); }
+  double mean_accuracy() const { return per(accuracy, count); }
+  double mean_exact_accuracy() const { return per(exact_accuracy, count); }
+  double mean_q_halt_accuracy() const { return per(q_halt_accuracy, count); }
+  double mean_steps() const { return per(double(steps), count); }
+
+ private:
+  static double per(double sum, int rows) { return rows > 0 ? sum / rows : 0.0; }
 };
 
 // The carried state between calls (detached): states, per-row step counts and halted flags, and
@@ -51,7 +63,7 @@ struct Carry {
 };
 
 template <class M, Optimizer Opt = AdamAtan2>
-  requires RecursionSchedule<typename M::schedule, M> && HaltingPolicy<typename M::halting>
+  requires RecursionSchedule<typename M::schedule, M>
 class Trainer {
  public:
   using S = typename M::scalar_type;
@@ -60,8 +72,10 @@ class Trainer {
   using schedule = typename M::schedule;
   using halting_type = typename M::halting;
 
+  // The trainer works on its own copy of the model's halting policy (a policy may keep state) and
+  // runs the model's schedule.
   Trainer(M& model, Opt opt, TrainOptions options = {})
-      : model_(model), opt_(opt), options_(options), rng_(options.seed) {
+      : model_(model), opt_(opt), options_(options), halting_(model.halting_policy()), rng_(options.seed) {
     if constexpr (requires { halting_.exploration_prob; }) halting_.exploration_prob = options.halt_exploration_prob;
     if (options_.ema_rate > 0) {
       ema_.rate = options_.ema_rate;
@@ -75,6 +89,9 @@ class Trainer {
   long step_count() const { return step_; }
   void set_step_count(long s) { step_ = s; }
   Ema<S>& ema() { return ema_; }
+  const Ema<S>& ema() const { return ema_; }
+  // A copy of the model with the EMA weights (what the reference evaluates and saves).
+  M ema_model() const { return ema_.averaged_model(model_); }
   std::map<std::string, AdamState<S>>& optimizer_state() { return opt_state_; }
   Rng& rng() { return rng_; }
   const Opt& optimizer() const { return opt_; }
@@ -98,7 +115,8 @@ class Trainer {
     const auto& data = carry_.data;
     x_.resize(b, M::total_len, M::hidden);
     model_.embed(data, x_.view());
-    schedule::forward(model_, tape_, x_.cview(), carry_.y.view(), carry_.z.view(), true);
+    const auto& recursion = model_.recursion();
+    recursion.forward(model_, tape_, x_.cview(), carry_.y.view(), carry_.z.view(), true);
     logits_.resize(b, M::seq_len, M::vocab);
     q_.resize(b, 2);
     model_.heads(carry_.y.cview(), logits_.view(), q_.view(), head_cache_);
@@ -123,7 +141,7 @@ class Trainer {
     halting_.decide_training(hin, rng_, carry_.halted);
     target_q_continue_.clear();
     if constexpr (halting_type::needs_q_continue_target) {
-      if (halting_type::max_steps > 1) {
+      if (halting_.max_steps() > 1) {
         q_continue_target(b);
         hin.target_q_continue = target_q_continue_;
       }
@@ -146,6 +164,7 @@ class Trainer {
       dq_(r, 1) = S(dqc[r]);
     }
     StepMetrics m;
+    m.batch_rows = int(b);
     m.lm_loss = tl.loss;
     m.q_halt_loss = q_halt_loss;
     m.q_continue_loss = q_continue_loss;
@@ -164,16 +183,17 @@ class Trainer {
     model_.heads_backward(carry_.y.cview(), head_cache_, dlogits_.cview(), dq_.cview(), dy_.view());
     dx_.resize(b, M::total_len, M::hidden);
     dx_.zero();
-    schedule::backward(model_, tape_, dy_.cview(), dx_.view());
-    puzzle_row_grad_.resize(b, M::hidden);
+    recursion.backward(model_, tape_, dy_.cview(), dx_.view());
+    puzzle_row_grad_.resize(b, M::puzzle_emb_ndim);
     model_.embed_backward(data, dx_.cview(), puzzle_row_grad_.view());
 
     ++step_;
     m.lr = options_.schedule(opt_.lr, step_);
     m.puzzle_emb_lr = options_.schedule(options_.puzzle_emb_lr, step_);
     if (update) {
-      SignSgd{options_.puzzle_emb_lr, options_.puzzle_emb_weight_decay}.update(
-          model_.puzzle_emb.value, data.puzzle_identifiers.span(), puzzle_row_grad_, m.puzzle_emb_lr);
+      if constexpr (M::puzzle_emb_ndim > 0)
+        SignSgd{options_.puzzle_emb_lr, options_.puzzle_emb_weight_decay}.update(
+            model_.puzzle_emb.value, data.puzzle_identifiers.span(), puzzle_row_grad_, m.puzzle_emb_lr);
       model_.for_each_parameter([&](const std::string& name, auto& p) {
         opt_.update(p.value, p.grad, opt_state_[name], m.lr, step_);
         p.zero_grad();
@@ -194,7 +214,7 @@ class Trainer {
     next_z_.resize(carry_.z.extent(0), M::total_len, M::hidden);
     Bk::copy(as_matrix(carry_.y.cview()), as_matrix(next_y_.view()));
     if (next_z_.size() > 0) Bk::copy(as_matrix(carry_.z.cview()), as_matrix(next_z_.view()));
-    schedule::forward(model_, next_tape_, x_.cview(), next_y_.view(), next_z_.view(), false);
+    model_.recursion().forward(model_, next_tape_, x_.cview(), next_y_.view(), next_z_.view(), false);
     next_logits_.resize(b, M::seq_len, M::vocab);
     next_q_.resize(b, 2);
     model_.heads(next_y_.cview(), next_logits_.view(), next_q_.view(), next_head_cache_);
@@ -239,7 +259,7 @@ class Trainer {
   M& model_;
   Opt opt_;
   TrainOptions options_;
-  halting_type halting_{};
+  halting_type halting_;
   Rng rng_;
   Ema<S> ema_;
   std::map<std::string, AdamState<S>> opt_state_;
