@@ -37,7 +37,7 @@ const std::filesystem::path data_dir = TRM_TEST_DATA_DIR;
 
 struct HrmConfig {
   static constexpr int rows = 9, cols = 9, vocab = 11, hidden = 64, layers = 2;
-  static constexpr int num_puzzle_ids = 3, puzzle_emb_len = 1;
+  static constexpr ConfigOptions options{.puzzle_emb_len = 1};
   using mixer = AttentionMixer<2>;  // RoPE by default
   using schedule = HrmRecursion<2, 2>;
   using halting = QLearningHalting<4>;
@@ -101,10 +101,10 @@ io::SafetensorsFile load_fixture() {
   REQUIRE(f.values<std::int32_t>("config.arch_hrm")[0] == 1);
   REQUIRE(f.values<std::int32_t>("config.H_layers")[0] == HrmConfig::layers);
   REQUIRE(f.values<std::int32_t>("config.L_layers")[0] == HrmConfig::layers);
-  REQUIRE(f.values<std::int32_t>("config.H_cycles")[0] == HrmConfig::schedule::h_cycles);
-  REQUIRE(f.values<std::int32_t>("config.L_cycles")[0] == HrmConfig::schedule::l_cycles);
-  REQUIRE(f.values<std::int32_t>("config.puzzle_emb_len")[0] == HrmConfig::puzzle_emb_len);
-  REQUIRE(f.values<std::int32_t>("config.halt_max_steps")[0] == HrmConfig::halting::max_steps);
+  REQUIRE(f.values<std::int32_t>("config.H_cycles")[0] == HrmConfig::schedule{}.h_cycles());
+  REQUIRE(f.values<std::int32_t>("config.L_cycles")[0] == HrmConfig::schedule{}.l_cycles());
+  REQUIRE(f.values<std::int32_t>("config.puzzle_emb_len")[0] == HrmConfig::options.puzzle_emb_len);
+  REQUIRE(f.values<std::int32_t>("config.halt_max_steps")[0] == HrmConfig::halting{}.max_steps());
   REQUIRE(f.values<std::int32_t>("config.no_ACT_continue")[0] == 0);
   REQUIRE(f.values<std::int32_t>("config.pos_rope")[0] == 1);
   return f;
@@ -114,8 +114,8 @@ io::SafetensorsFile load_fixture() {
 
 TEST_CASE("hrm parity: one supervision step (outputs, z_H / z_L carry, Q targets, losses, every gradient)") {
   const auto f = load_fixture();
-  Model<HrmConfig> model(0);
-  load_weights(model, f, {"weights."}, /*allow_extra=*/true);
+  Model<HrmConfig> model({.puzzle_ids = 3});  // the fixture's puzzle table has 3 rows
+  load_model(model, f, {"weights."}, /*allow_extra=*/true);
   Trainer trainer(model, fixture_adam(f), fixture_options(f));
   auto m = trainer.step(batch_from(f, "call."), /*update=*/false);
 
@@ -172,8 +172,8 @@ TEST_CASE("hrm parity: 20 training calls with Q-learning halting (restart from t
     ~ThreadGuard() { cpu::set_num_threads(saved); }
   } one_thread;
   const auto f = load_fixture();
-  Model<HrmConfig> model(0);
-  load_weights(model, f, {"weights."}, true);
+  Model<HrmConfig> model({.puzzle_ids = 3});
+  load_model(model, f, {"weights."}, true);
   Trainer trainer(model, fixture_adam(f), fixture_options(f));
   const auto ref_total = f.values<float>("traj.total_loss");
   const auto ref_qc_loss = f.values<float>("traj.q_continue_loss");
@@ -209,7 +209,7 @@ TEST_CASE("hrm parity: 20 training calls with Q-learning halting (restart from t
     for (index_t r = 0; r < batch_size; ++r) {
       CHECK(int(trainer.carry().halted[r]) == ref_halted[k * batch_size + r]);
       CHECK(trainer.carry().steps[r] == ref_steps[k * batch_size + r]);
-      q_halts += trainer.carry().halted[r] && trainer.carry().steps[r] < HrmConfig::halting::max_steps;
+      q_halts += trainer.carry().halted[r] && trainer.carry().steps[r] < model.max_steps();
     }
   }
   MESSAGE("worst relative loss difference over 20 calls: " << worst << ", worst q_continue target difference: " << worst_target);

@@ -27,7 +27,7 @@ namespace {
 template <class Sched, class Mixer = AttentionMixer<2>, class Halt = BceHalting<3>, int Layers = 1>
 struct Tiny {
   static constexpr int rows = 2, cols = 3, vocab = 5, hidden = 8, layers = Layers;
-  static constexpr int num_puzzle_ids = 2, puzzle_emb_len = 2;
+  static constexpr ConfigOptions options{.puzzle_emb_len = 2};
   using mixer = Mixer;
   using schedule = Sched;
   using halting = Halt;
@@ -113,7 +113,7 @@ StepResult run_step(M& m, const Batch& batch, const Carry2& c, bool grads) {
   DynTensor<double, 3> x(b, M::total_len, M::hidden);
   m.embed(batch, x.view());
   typename S::template Tape<M> tape;
-  S::forward(m, tape, x.cview(), res.y.view(), res.z.view(), grads);
+  m.recursion().forward(m, tape, x.cview(), res.y.view(), res.z.view(), grads);
   res.logits.resize(b, M::seq_len, M::vocab);
   DynTensor<double, 2> q(b, 2), dq(b, 2);
   typename M::HeadCache hc;
@@ -133,8 +133,8 @@ StepResult run_step(M& m, const Batch& batch, const Carry2& c, bool grads) {
   dy.zero();
   dx.zero();
   m.heads_backward(res.y.cview(), hc, dlogits.cview(), dq.cview(), dy.view());
-  S::backward(m, tape, dy.cview(), dx.view());
-  DynTensor<double, 2> rows_grad(b, M::hidden);
+  m.recursion().backward(m, tape, dy.cview(), dx.view());
+  DynTensor<double, 2> rows_grad(b, M::puzzle_emb_ndim);
   m.embed_backward(batch, dx.cview(), rows_grad.view());
   m.for_each_parameter([&](const std::string& n, auto& p) { res.grads[n].assign(p.grad.span().begin(), p.grad.span().end()); });
   res.grads["puzzle_rows"].assign(rows_grad.span().begin(), rows_grad.span().end());
@@ -206,20 +206,20 @@ void check_finite_differences(M& m, const Carry2& c, const Batch& batch) {
 TEST_CASE("TrmRecursion: truncation (T = 3 vs the last pass) and finite differences of a whole step") {
   Rng rng(11);
   const Batch batch = tiny_batch(rng);
-  DModel<TrmRecursion<2, 3>, TokenMlpMixer> a(1);
+  DModel<TrmRecursion<2, 3>, TokenMlpMixer> a({.puzzle_ids = 2, .seed = 1});
   randomize(a, 2);
-  DModel<TrmRecursion<2, 1>, TokenMlpMixer> full(0);
+  DModel<TrmRecursion<2, 1>, TokenMlpMixer> full({.puzzle_ids = 2, .seed = 0});
   copy_state(a, full);
   const Carry2 c = start_carry(a, 2, 3);
   // c1: the first T-1 = 2 passes, without gradient
   Carry2 c1 = c;
   {
-    DModel<TrmRecursion<2, 2>, TokenMlpMixer> prefix(0);
+    DModel<TrmRecursion<2, 2>, TokenMlpMixer> prefix({.puzzle_ids = 2, .seed = 0});
     copy_state(a, prefix);
     DynTensor<double, 3> x(2, prefix.total_len, prefix.hidden);
     prefix.embed(batch, x.view());
     TrmRecursion<2, 2>::Tape<decltype(prefix)> tape;
-    TrmRecursion<2, 2>::forward(prefix, tape, x.cview(), c1.y.view(), c1.z.view(), false);
+    prefix.recursion().forward(prefix, tape, x.cview(), c1.y.view(), c1.z.view(), false);
   }
   check_truncation(a, c, full, c1, batch);
   check_finite_differences(full, c1, batch);
@@ -227,12 +227,12 @@ TEST_CASE("TrmRecursion: truncation (T = 3 vs the last pass) and finite differen
 
 TEST_CASE("HrmRecursion<2,3>: gradient through the last L and H calls only; finite differences of HrmRecursion<1,1>") {
   using Hrm = HrmRecursion<2, 3>;
-  static_assert(Hrm::num_nets == 2 && Hrm::net_calls_per_step == 8 && Hrm::recorded_calls == 2);
+  static_assert(Hrm::num_nets == 2 && Hrm{}.net_calls_per_step() == 8 && Hrm::recorded_calls() == 2);
   Rng rng(12);
   const Batch batch = tiny_batch(rng);
-  DModel<Hrm> a(1);
+  DModel<Hrm> a({.puzzle_ids = 2, .seed = 1});
   randomize(a, 2);
-  DModel<HrmRecursion<1, 1>> full(0);
+  DModel<HrmRecursion<1, 1>> full({.puzzle_ids = 2, .seed = 0});
   copy_state(a, full);
   const Carry2 c = start_carry(a, 2, 3);
   // c1 spelled out: L, L, H, L, L (the cycle order of SPEC §5 without the last L and H update)
@@ -258,10 +258,10 @@ TEST_CASE("HrmRecursion<2,3>: gradient through the last L and H calls only; fini
 TEST_CASE("TrmSingleZ: one carried state read by the heads; truncation and finite differences") {
   Rng rng(13);
   const Batch batch = tiny_batch(rng);
-  DModel<TrmSingleZ<2, 2>> a(1);
+  DModel<TrmSingleZ<2, 2>> a({.puzzle_ids = 2, .seed = 1});
   static_assert(decltype(a)::num_latents == 0);
   randomize(a, 2);
-  DModel<TrmSingleZ<2, 1>> full(0);
+  DModel<TrmSingleZ<2, 1>> full({.puzzle_ids = 2, .seed = 0});
   copy_state(a, full);
   const Carry2 c = start_carry(a, 2, 3);
   CHECK(c.z.size() == 0);
@@ -270,7 +270,7 @@ TEST_CASE("TrmSingleZ: one carried state read by the heads; truncation and finit
     DynTensor<double, 3> x(2, a.total_len, a.hidden);
     a.embed(batch, x.view());
     TrmSingleZ<2, 1>::Tape<decltype(full)> tape;
-    TrmSingleZ<2, 1>::forward(full, tape, x.cview(), c1.y.view(), c1.z.view(), false);
+    full.recursion().forward(full, tape, x.cview(), c1.y.view(), c1.z.view(), false);
   }
   check_truncation(a, c, full, c1, batch);
   check_finite_differences(full, c1, batch);
@@ -280,7 +280,7 @@ TEST_CASE("TrmMultiScaleZ: K latents stacked in z, own initial states; truncatio
   using Ms = TrmMultiScaleZ<3, 2>;
   Rng rng(14);
   const Batch batch = tiny_batch(rng);
-  DModel<Ms, TokenMlpMixer> a(1);
+  DModel<Ms, TokenMlpMixer> a({.puzzle_ids = 2, .seed = 1});
   static_assert(decltype(a)::num_latents == 3);
   std::vector<std::string> buffers;
   a.for_each_buffer([&](const std::string& n, auto&) { buffers.push_back(n); });
@@ -296,7 +296,7 @@ TEST_CASE("TrmMultiScaleZ: K latents stacked in z, own initial states; truncatio
     CHECK(fresh.z(1, 3, 2) == a.L_init.value(0, 2));
     CHECK(fresh.y(1, 3, 2) == a.H_init.value(0, 2));
   }
-  DModel<TrmMultiScaleZ<3, 1>, TokenMlpMixer> full(0);
+  DModel<TrmMultiScaleZ<3, 1>, TokenMlpMixer> full({.puzzle_ids = 2, .seed = 0});
   copy_state(a, full);
   const Carry2 c = start_carry(a, 2, 3);
   Carry2 c1 = c;
@@ -304,7 +304,7 @@ TEST_CASE("TrmMultiScaleZ: K latents stacked in z, own initial states; truncatio
     DynTensor<double, 3> x(2, a.total_len, a.hidden);
     a.embed(batch, x.view());
     TrmMultiScaleZ<3, 1>::Tape<decltype(full)> tape;
-    TrmMultiScaleZ<3, 1>::forward(full, tape, x.cview(), c1.y.view(), c1.z.view(), false);
+    full.recursion().forward(full, tape, x.cview(), c1.y.view(), c1.z.view(), false);
   }
   check_truncation(a, c, full, c1, batch);
   check_finite_differences(full, c1, batch);
@@ -312,12 +312,12 @@ TEST_CASE("TrmMultiScaleZ: K latents stacked in z, own initial states; truncatio
 
 TEST_CASE("TrmOneStepGradient<3,2>: gradient through the last latent and the answer update only") {
   using One = TrmOneStepGradient<3, 2>;
-  static_assert(One::recorded_calls == 2 && One::net_calls_per_step == 8);
+  static_assert(One{}.recorded_calls() == 2 && One{}.net_calls_per_step() == 8);
   Rng rng(15);
   const Batch batch = tiny_batch(rng);
-  DModel<One> a(1);
+  DModel<One> a({.puzzle_ids = 2, .seed = 1});
   randomize(a, 2);
-  DModel<TrmRecursion<1, 1>> full(0);  // exactly one latent update and one answer update, both recorded
+  DModel<TrmRecursion<1, 1>> full({.puzzle_ids = 2, .seed = 0});  // exactly one latent update and one answer update, both recorded
   copy_state(a, full);
   const Carry2 c = start_carry(a, 2, 3);
   // c1: one whole pass (3 latent updates + answer), then the first 2 latent updates of the last pass
@@ -343,35 +343,35 @@ TEST_CASE("TrmOneStepGradient<3,2>: gradient through the last latent and the ans
 TEST_CASE("TrmPartialGradient<n, T, n> is TrmRecursion<n, T> exactly; k = 2 of 3 records 3 calls") {
   Rng rng(16);
   const Batch batch = tiny_batch(rng);
-  DModel<TrmPartialGradient<3, 2, 3>> a(1);
+  DModel<TrmPartialGradient<3, 2, 3>> a({.puzzle_ids = 2, .seed = 1});
   randomize(a, 2);
-  DModel<TrmRecursion<3, 2>> b(0);
+  DModel<TrmRecursion<3, 2>> b({.puzzle_ids = 2, .seed = 0});
   copy_state(a, b);
   const Carry2 c = start_carry(a, 2, 3);
   auto ra = run_step(a, batch, c, true);
   auto rb = run_step(b, batch, c, true);
   CHECK(ra.loss == rb.loss);
   for (auto& [name, g] : rb.grads) CHECK(max_rel(ra.grads[name], g) == 0.0);
-  static_assert(TrmPartialGradient<3, 2, 2>::recorded_calls == 3);
+  static_assert(TrmPartialGradient<3, 2, 2>{}.recorded_calls() == 3);
   // k = 2: gradient == TrmRecursion<2, 1> from the state after pass 1 and one latent update
-  DModel<TrmPartialGradient<3, 2, 2>> p(1);
+  DModel<TrmPartialGradient<3, 2, 2>> p({.puzzle_ids = 2, .seed = 1});
   copy_state(a, p);
-  DModel<TrmRecursion<2, 1>> full(0);
+  DModel<TrmRecursion<2, 1>> full({.puzzle_ids = 2, .seed = 0});
   copy_state(a, full);
   Carry2 c1 = c;
   {
     DynTensor<double, 3> x(2, a.total_len, a.hidden);
     a.embed(batch, x.view());
-    DModel<TrmPartialGradient<3, 1, 1>> pass(0);  // record=false: 3 latent updates + answer update
+    DModel<TrmPartialGradient<3, 1, 1>> pass({.puzzle_ids = 2, .seed = 0});  // record=false: 3 latent updates + answer update
     copy_state(a, pass);
     TrmPartialGradient<3, 1, 1>::Tape<decltype(pass)> tape;
-    TrmPartialGradient<3, 1, 1>::forward(pass, tape, x.cview(), c1.y.view(), c1.z.view(), false);
-    DModel<TrmRecursion<1, 1>> one(0);
+    pass.recursion().forward(pass, tape, x.cview(), c1.y.view(), c1.z.view(), false);
+    DModel<TrmRecursion<1, 1>> one({.puzzle_ids = 2, .seed = 0});
     copy_state(a, one);
     // one latent update without the answer update: run TrmRecursion<1,1> and keep only z
     DynTensor<double, 3> ytmp = c1.y;
     TrmRecursion<1, 1>::Tape<decltype(one)> t2;
-    TrmRecursion<1, 1>::forward(one, t2, x.cview(), ytmp.view(), c1.z.view(), false);
+    one.recursion().forward(one, t2, x.cview(), ytmp.view(), c1.z.view(), false);
   }
   check_truncation(p, c, full, c1, batch);
 }
@@ -388,20 +388,20 @@ TEST_CASE("record = false gives the same step as record = true, for every schedu
     DynTensor<double, 3> x(2, M::total_len, M::hidden);
     m.embed(batch, x.view());
     typename S::template Tape<M> t1, t2;
-    S::forward(m, t1, x.cview(), r1.y.view(), r1.z.view(), true);
-    S::forward(m, t2, x.cview(), r2.y.view(), r2.z.view(), false);
+    m.recursion().forward(m, t1, x.cview(), r1.y.view(), r1.z.view(), true);
+    m.recursion().forward(m, t2, x.cview(), r2.y.view(), r2.z.view(), false);
     CHECK(max_rel(r1.y.span(), r2.y.span()) == 0.0);
     CHECK(max_rel(r1.z.span(), r2.z.span()) == 0.0);
     DynTensor<double, 3> dy(2, M::total_len, M::hidden), dx(2, M::total_len, M::hidden);
-    CHECK_THROWS_AS(S::backward(m, t2, dy.cview(), dx.view()), std::logic_error);
+    CHECK_THROWS_AS(m.recursion().backward(m, t2, dy.cview(), dx.view()), std::logic_error);
   };
-  DModel<HrmRecursion<2, 2>> h(1);
+  DModel<HrmRecursion<2, 2>> h({.puzzle_ids = 2, .seed = 1});
   same(h);
-  DModel<TrmSingleZ<2, 2>> s(1);
+  DModel<TrmSingleZ<2, 2>> s({.puzzle_ids = 2, .seed = 1});
   same(s);
-  DModel<TrmMultiScaleZ<2, 2>> ms(1);
+  DModel<TrmMultiScaleZ<2, 2>> ms({.puzzle_ids = 2, .seed = 1});
   same(ms);
-  DModel<TrmOneStepGradient<3, 2>> o(1);
+  DModel<TrmOneStepGradient<3, 2>> o({.puzzle_ids = 2, .seed = 1});
   same(o);
 }
 
@@ -409,7 +409,7 @@ TEST_CASE("record = false gives the same step as record = true, for every schedu
 namespace {
 struct HrmSudoku {
   static constexpr int rows = 9, cols = 9, vocab = 11, hidden = 512, layers = 4;
-  static constexpr int puzzle_emb_len = 1;
+  static constexpr ConfigOptions options{.puzzle_emb_len = 1};
   using mixer = AttentionMixer<8>;
   using schedule = HrmRecursion<2, 2>;
   using halting = QLearningHalting<16>;
@@ -471,7 +471,7 @@ namespace {
 template <class Sched>
 struct ActCfg {
   static constexpr int rows = 2, cols = 3, vocab = 5, hidden = 16, layers = 1;
-  static constexpr int num_puzzle_ids = 2, puzzle_emb_len = 1;
+  static constexpr ConfigOptions options{.puzzle_emb_len = 1};
   using mixer = AttentionMixer<2>;
   using schedule = Sched;
   using halting = QLearningHalting<4>;
@@ -482,7 +482,7 @@ struct ActCfg {
 template <class Sched>
 void check_act_trainer() {
   using M = Model<ActCfg<Sched>>;
-  M model(3);
+  M model({.puzzle_ids = 2, .seed = 3});
   Rng rng(4);
   for (auto& v : model.q_head.weight.value.span()) v = float(rng.uniform(-0.3, 0.3));
   TrainOptions o;
@@ -500,7 +500,7 @@ void check_act_trainer() {
     DynTensor<float, 2> q(4, 2);
     model.embed(carry.data, x.view());
     typename Sched::template Tape<M> tape;
-    Sched::forward(model, tape, x.cview(), y.view(), z.view(), false);
+    model.recursion().forward(model, tape, x.cview(), y.view(), z.view(), false);
     typename M::HeadCache hc;
     model.heads(y.cview(), logits.view(), q.view(), hc);
     REQUIRE(trainer.target_q_continue().size() == 4);
@@ -532,7 +532,7 @@ TEST_CASE("every variant trains: the Trainer allocates its carry and the loss fa
   auto run = [](auto tag) {
     using Sched = decltype(tag);
     using M = Model<Tiny<Sched, AttentionMixer<2>, BceHalting<2>, 1>>;
-    M model(7);
+    M model({.puzzle_ids = 2, .seed = 7});
     TrainOptions o;
     o.halt_exploration_prob = 0;
     Trainer trainer(model, AdamAtan2{.lr = 3e-3, .weight_decay = 0.0}, o);

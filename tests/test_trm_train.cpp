@@ -17,18 +17,24 @@ namespace {
 
 struct Tiny {
   static constexpr int rows = 4, cols = 4, vocab = 6, hidden = 16, layers = 2;
-  static constexpr int num_puzzle_ids = 2, puzzle_emb_len = 2;
+  static constexpr ConfigOptions options{.puzzle_emb_len = 2};
   using mixer = TokenMlpMixer;
   using schedule = TrmRecursion<2, 2>;
   using halting = BceHalting<3>;
 };
 struct TinyAtt {
   static constexpr int rows = 4, cols = 4, vocab = 6, hidden = 16, layers = 1;
-  static constexpr int puzzle_emb_len = 2;
+  static constexpr ConfigOptions options{.puzzle_emb_len = 2};
   using mixer = AttentionMixer<2>;
   using schedule = TrmRecursion<2, 2>;
   using halting = BceHalting<3>;
 };
+
+// The tiny models have a puzzle table of 2 rows (random_batch draws ids 0 and 1).
+template <class C>
+Model<C> tiny(std::uint64_t seed) {
+  return Model<C>({.puzzle_ids = 2, .seed = seed});
+}
 
 Batch random_batch(Rng& rng, index_t b, index_t l, int vocab, int ids) {
   Batch batch;
@@ -71,14 +77,14 @@ TEST_CASE("resuming a saved training state reproduces the losses bit for bit") {
   std::vector<Batch> batches;
   for (int i = 0; i < 8; ++i) batches.push_back(random_batch(data_rng, 3, 16, 6, 2));
 
-  Model<Tiny> a(1);
+  auto a = tiny<Tiny>(1);
   Trainer ta(a, AdamAtan2{.lr = 3e-3}, options());
   std::vector<double> losses;
   for (int i = 0; i < 8; ++i) {
     losses.push_back(ta.step(batches[i]).total_loss);
     if (i == 3) save_train_state(ta, dir.path / "state.safetensors");
   }
-  Model<Tiny> b(99);  // different initial weights: everything must come from the file
+  auto b = tiny<Tiny>(99);  // different initial weights: everything must come from the file
   Trainer tb(b, AdamAtan2{.lr = 3e-3}, options());
   load_train_state(tb, dir.path / "state.safetensors");
   CHECK(tb.step_count() == 4);
@@ -96,26 +102,26 @@ TEST_CASE("resuming a saved training state reproduces the losses bit for bit") {
 TEST_CASE("a training state of another configuration or optimiser is refused, the trainer untouched") {
   TempDir dir;
   Rng rng(4);
-  Model<Tiny> a(1);
+  auto a = tiny<Tiny>(1);
   Trainer ta(a, AdamAtan2{}, options());
   ta.step(random_batch(rng, 2, 16, 6, 2));
   save_train_state(ta, dir.path / "s.safetensors");
 
-  Model<TinyAtt> other(2);
+  auto other = tiny<TinyAtt>(2);
   Trainer to(other, AdamAtan2{}, options());
   const float before = other.lm_head.weight.value(0, 0);
   CHECK_THROWS_WITH_AS(load_train_state(to, dir.path / "s.safetensors"), doctest::Contains("another model configuration"),
                        io::FormatError);
   CHECK(other.lm_head.weight.value(0, 0) == before);
 
-  Model<Tiny> c(1);
+  auto c = tiny<Tiny>(1);
   Trainer tc(c, AdamW{}, options());
   CHECK_THROWS_WITH_AS(load_train_state(tc, dir.path / "s.safetensors"), doctest::Contains("AdamW"), io::FormatError);
 
   // A truncated file is refused; nothing is loaded.
   auto bytes = std::filesystem::file_size(dir.path / "s.safetensors");
   std::filesystem::resize_file(dir.path / "s.safetensors", bytes / 2);
-  Model<Tiny> d(5);
+  auto d = tiny<Tiny>(5);
   Trainer td(d, AdamAtan2{}, options());
   const float d0 = d.lm_head.weight.value(0, 0);
   CHECK_THROWS_AS(load_train_state(td, dir.path / "s.safetensors"), io::FormatError);
@@ -124,9 +130,9 @@ TEST_CASE("a training state of another configuration or optimiser is refused, th
 
 TEST_CASE("model weights round trip; wrong shapes and missing tensors are named") {
   TempDir dir;
-  Model<Tiny> a(1);
+  auto a = tiny<Tiny>(1);
   save_model(a, dir.path / "w.safetensors");
-  Model<Tiny> b(2);
+  auto b = tiny<Tiny>(2);
   load_model(b, dir.path / "w.safetensors");
   CHECK(b.lm_head.weight.value(1, 3) == a.lm_head.weight.value(1, 3));
   CHECK(b.H_init.value(0, 5) == a.H_init.value(0, 5));
@@ -143,21 +149,21 @@ TEST_CASE("model weights round trip; wrong shapes and missing tensors are named"
     f.add<float>("_orig_mod.model.inner." + n, shape, std::span<const float>(v));
   });
   f.save(dir.path / "ref.safetensors");
-  Model<Tiny> c(3);
+  auto c = tiny<Tiny>(3);
   const float c0 = c.embed_tokens.weight.value(0, 0);
   CHECK_THROWS_WITH_AS(load_model(c, dir.path / "ref.safetensors"),
                        doctest::Contains("tensor 'lm_head.weight' (stored as '_orig_mod.model.inner.lm_head.weight'): expected shape [6, 16], found [7, 16]"),
                        io::FormatError);
   CHECK(c.embed_tokens.weight.value(0, 0) == c0);  // nothing loaded half
 
-  Model<TinyAtt> att(1);
+  auto att = tiny<TinyAtt>(1);
   CHECK_THROWS_WITH_AS(load_model(att, dir.path / "w.safetensors"), doctest::Contains("another model configuration"),
                        io::FormatError);
 }
 
 TEST_CASE("solver: all N_sup steps by default, early exit when q_halt > 0") {
   Rng rng(5);
-  Model<Tiny> m(1);
+  auto m = tiny<Tiny>(1);
   auto batch = random_batch(rng, 3, 16, 6, 2);
   Solver solver(m);
   auto full = solver.solve(batch);

@@ -32,7 +32,7 @@ class Count<dynamic> {
   static constexpr bool is_static = false;
   // Unset (0): an object whose count was never given. Owners validate before use (set()).
   constexpr Count() = default;
-  Count(index_t v, const char* what) {
+  constexpr Count(index_t v, const char* what) {
     if (v < 1 || v > 1'000'000)
       throw ValueError(std::string(what) + ": expected a count in [1, 1000000], found " + std::to_string(v));
     v_ = int(v);

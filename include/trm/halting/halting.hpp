@@ -74,7 +74,7 @@ class FixedSteps {
   static constexpr bool needs_q_continue_target = false;
   constexpr FixedSteps() = default;
   explicit FixedSteps(index_t n_sup) : n_(n_sup, "FixedSteps: N_sup") {}
-  int max_steps() const { return n_.value(); }
+  constexpr int max_steps() const { return n_.value(); }
   std::string describe() const { return "FixedSteps<N_sup=" + std::to_string(max_steps()) + ">"; }
   void decide_training(const HaltingInputs& in, Rng&, std::span<std::uint8_t> halted) const {
     for (std::size_t r = 0; r < halted.size(); ++r) halted[r] = in.steps[r] >= max_steps();
@@ -128,7 +128,7 @@ class BceHalting {
 
   constexpr BceHalting() = default;
   explicit BceHalting(index_t n_sup) : n_(n_sup, "BceHalting: N_sup") {}
-  int max_steps() const { return n_.value(); }
+  constexpr int max_steps() const { return n_.value(); }
   std::string describe() const { return "BceHalting<N_sup=" + std::to_string(max_steps()) + ">"; }
 
   void decide_training(const HaltingInputs& in, Rng& rng, std::span<std::uint8_t> halted) const {

@@ -28,7 +28,7 @@ class QLearningHalting {
 
   constexpr QLearningHalting() = default;
   explicit QLearningHalting(index_t n_sup) : n_(n_sup, "QLearningHalting: N_sup") {}
-  int max_steps() const { return n_.value(); }
+  constexpr int max_steps() const { return n_.value(); }
   std::string describe() const { return "QLearningHalting<N_sup=" + std::to_string(max_steps()) + ">"; }
 
   void decide_training(const HaltingInputs& in, Rng& rng, std::span<std::uint8_t> halted) const {

@@ -41,9 +41,9 @@ class HrmRecursion {
   // HrmRecursion<2, 2> or HrmRecursion<>{H_cycles, L_cycles}.
   constexpr HrmRecursion() = default;
   HrmRecursion(index_t h_cycles, index_t l_cycles) : h_(h_cycles, "HrmRecursion: H_cycles"), l_(l_cycles, "HrmRecursion: L_cycles") {}
-  int h_cycles() const { return h_.value(); }
-  int l_cycles() const { return l_.value(); }
-  int net_calls_per_step() const { return h_cycles() * (l_cycles() + 1); }
+  constexpr int h_cycles() const { return h_.value(); }
+  constexpr int l_cycles() const { return l_.value(); }
+  constexpr int net_calls_per_step() const { return h_cycles() * (l_cycles() + 1); }
   static constexpr int recorded_calls() { return 2; }
   std::string describe() const {
     return "HrmRecursion<H=" + std::to_string(h_cycles()) + ",L=" + std::to_string(l_cycles()) + ">";

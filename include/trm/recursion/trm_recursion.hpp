@@ -172,11 +172,11 @@ class TrmRecursion {
                        ", n = " + std::to_string(n));
   }
 
-  int n() const { return n_.value(); }
-  int passes() const { return t_.value(); }
-  int recorded_latent_updates() const { return k_.value(); }
-  int net_calls_per_step() const { return passes() * (n() + 1); }
-  int recorded_calls() const { return recorded_latent_updates() + 1; }
+  constexpr int n() const { return n_.value(); }
+  constexpr int passes() const { return t_.value(); }
+  constexpr int recorded_latent_updates() const { return k_.value(); }
+  constexpr int net_calls_per_step() const { return passes() * (n() + 1); }
+  constexpr int recorded_calls() const { return recorded_latent_updates() + 1; }
   std::string describe() const {
     std::string s = "TrmRecursion<n=" + std::to_string(n()) + ",T=" + std::to_string(passes());
     if (recorded_latent_updates() != n()) s += ",k=" + std::to_string(recorded_latent_updates());

@@ -51,10 +51,10 @@ class TrmSingleZ {
 
   constexpr TrmSingleZ() = default;
   TrmSingleZ(index_t n, index_t t) : n_(n, "TrmSingleZ: n"), t_(t, "TrmSingleZ: T") {}
-  int n() const { return n_.value(); }
-  int passes() const { return t_.value(); }
-  int net_calls_per_step() const { return passes() * (n() + 1); }
-  int recorded_calls() const { return n() + 1; }
+  constexpr int n() const { return n_.value(); }
+  constexpr int passes() const { return t_.value(); }
+  constexpr int net_calls_per_step() const { return passes() * (n() + 1); }
+  constexpr int recorded_calls() const { return n() + 1; }
   std::string describe() const { return "TrmSingleZ<n=" + std::to_string(n()) + ",T=" + std::to_string(passes()) + ">"; }
   template <index_t N2, index_t T2>
   bool operator==(const TrmSingleZ<N2, T2>& o) const {
@@ -121,8 +121,8 @@ class TrmMultiScaleZ {
   constexpr TrmMultiScaleZ() = default;
   explicit TrmMultiScaleZ(index_t t) : t_(t, "TrmMultiScaleZ: T") {}
   static constexpr int n() { return K; }
-  int passes() const { return t_.value(); }
-  int net_calls_per_step() const { return passes() * (K + 1); }
+  constexpr int passes() const { return t_.value(); }
+  constexpr int net_calls_per_step() const { return passes() * (K + 1); }
   static constexpr int recorded_calls() { return K + 1; }
   std::string describe() const { return "TrmMultiScaleZ<K=" + std::to_string(K) + ",T=" + std::to_string(passes()) + ">"; }
   template <int K2, index_t T2>
