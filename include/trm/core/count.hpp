@@ -11,7 +11,9 @@
 
 namespace trm {
 
-template <index_t N>
+// Slot: distinguishes the counts of one owner, so that several static ones (all empty types)
+// share no address and the owner stays empty.
+template <index_t N, int Slot = 0>
 class Count {
  public:
   static_assert(N == dynamic || N >= 1, "a static count is >= 1 (or trm::dynamic)");
@@ -26,8 +28,8 @@ class Count {
   constexpr int value() const { return int(N); }
 };
 
-template <>
-class Count<dynamic> {
+template <int Slot>
+class Count<dynamic, Slot> {
  public:
   static constexpr bool is_static = false;
   // Unset (0): an object whose count was never given. Owners validate before use (set()).

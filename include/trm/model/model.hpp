@@ -132,7 +132,7 @@ class Model {
   std::array<Param<T, space>, (num_latents > 1 ? num_latents - 1 : 0)> extra_L_init = make_extra_inits();
 
   explicit Model(ModelArgs<C> args)
-      : puzzle_emb({args.puzzle_ids, puzzle_emb_ndim}),
+      : puzzle_emb({checked_puzzle_ids(args.puzzle_ids), puzzle_emb_ndim}),
         schedule_(std::move(args.schedule)),
         halting_(std::move(args.halting)),
         puzzle_ids_(args.puzzle_ids) {
@@ -142,9 +142,6 @@ class Model {
     if (halting_.max_steps() < 1)
       throw ValueError("Model: the halting policy's N_sup was not given (" + halting_.describe() +
                        "): construct a dynamic policy with it, e.g. BceHalting<>(16)");
-    if (args.puzzle_ids < 1)
-      throw ValueError("Model: expected puzzle_ids >= 1 (the number of puzzle identifiers; id 0 is the reference's "
-                       "blank), found " + std::to_string(args.puzzle_ids));
     configure();
     Rng rng(args.seed);
     init(rng);
@@ -375,6 +372,13 @@ class Model {
       }
   }
   static void fill_host(DynTensor<T, 2, space>& t, T v) { B::fill(t.view(), v); }
+  // Checked before the table is allocated.
+  static index_t checked_puzzle_ids(index_t n) {
+    if (n < 1 || n > (index_t(1) << 31))
+      throw ValueError("Model: expected puzzle_ids in [1, 2^31] (the number of puzzle identifiers, i.e. rows of the "
+                       "puzzle table; id 0 is the reference's blank), found " + std::to_string(n));
+    return n;
+  }
   static std::string format_real(double v) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.9g", v);

@@ -118,8 +118,8 @@ class HrmRecursion {
   }
 
  private:
-  [[no_unique_address]] Count<HCycles> h_{};
-  [[no_unique_address]] Count<LCycles> l_{};
+  [[no_unique_address]] Count<HCycles, 0> h_{};
+  [[no_unique_address]] Count<LCycles, 1> l_{};
 };
 
 }  // namespace trm

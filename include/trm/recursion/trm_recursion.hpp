@@ -159,14 +159,14 @@ class TrmRecursion {
   // n and T (k = n unless K is static).
   TrmRecursion(index_t n, index_t t) : n_(n, "TrmRecursion: n"), t_(t, "TrmRecursion: T") {
     if constexpr (K == dynamic) {
-      k_ = Count<K>(n_.value(), "TrmRecursion: k");
+      k_ = Count<K, 2>(n_.value(), "TrmRecursion: k");
     } else if (K > n_.value()) {
       throw ValueError("TrmRecursion: k = " + std::to_string(K) + " recorded latent updates need n >= k, found n = " +
                        std::to_string(n));
     }
   }
   TrmRecursion(index_t n, index_t t, index_t k) : TrmRecursion(n, t) {
-    k_ = Count<K>(k, "TrmRecursion: k");
+    k_ = Count<K, 2>(k, "TrmRecursion: k");
     if (k_.value() > n_.value())
       throw ValueError("TrmRecursion: expected 1 <= k <= n recorded latent updates, found k = " + std::to_string(k) +
                        ", n = " + std::to_string(n));
@@ -240,9 +240,9 @@ class TrmRecursion {
   }
 
  private:
-  [[no_unique_address]] Count<N> n_{};
-  [[no_unique_address]] Count<T> t_{};
-  [[no_unique_address]] Count<K> k_{};
+  [[no_unique_address]] Count<N, 0> n_{};
+  [[no_unique_address]] Count<T, 1> t_{};
+  [[no_unique_address]] Count<K, 2> k_{};
 };
 
 // TRM with the last k of its n latent updates back-propagated (paper appendix).

@@ -103,8 +103,8 @@ class TrmSingleZ {
   }
 
  private:
-  [[no_unique_address]] Count<N> n_{};
-  [[no_unique_address]] Count<T> t_{};
+  [[no_unique_address]] Count<N, 0> n_{};
+  [[no_unique_address]] Count<T, 1> t_{};
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -203,7 +203,7 @@ class TrmMultiScaleZ {
   }
 
  private:
-  [[no_unique_address]] Count<T> t_{};
+  [[no_unique_address]] Count<T, 1> t_{};
 };
 
 }  // namespace trm
