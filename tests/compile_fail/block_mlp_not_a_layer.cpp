@@ -1,9 +1,9 @@
-// expect-error: SequenceLayer
+// expect-error: satisfaction of .?.?.SequenceLayer<
 // A Block's MLP must be a SequenceLayer. This struct has the layer's types but neither forward nor
 // backward, so trm::Layer (and hence trm::SequenceLayer) is not satisfied.
 #include <trm/trm.hpp>
 
-struct NoForwardBackward {
+struct TypesOnly {
   using scalar_type = float;
   using backend_type = trm::cpu;
   using input_view = trm::CTensor3View<float>;
@@ -11,6 +11,6 @@ struct NoForwardBackward {
   struct Cache {};
 };
 
-trm::Block<trm::SelfAttention<8, 2>, NoForwardBackward> block;
+trm::Block<trm::SelfAttention<8, 2>, TypesOnly> block;
 
 int main() {}

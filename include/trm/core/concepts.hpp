@@ -25,9 +25,22 @@ using CTensor3View = View<const T, DynExtents<3>, S>;
 template <class T>
 concept Scalar = std::same_as<T, float> || std::same_as<T, double>;
 
-// A backend is a tag type naming its memory space and providing the op set (trm/backend/reference.hpp
-// documents each op). Only a representative part of the op set is spelled out here: enough that a
-// type which is not a backend is rejected by name.
+// A backend is a tag type naming its memory space and providing the whole op set, as static
+// member function templates over views of that space (trm/backend/reference.hpp documents each
+// op's contract; trm::reference is the plain-loop model every backend is tested against). This is
+// the complete list a new backend must provide, checked for float (layers in double precision
+// use the same templates on host backends).
+//   name, memory_space                 what it is called; where its views live
+//   set_num_threads, num_threads, synchronize
+//   gemm(ta, tb, alpha, A, B, beta, C)                  C = alpha op(A) op(B) + beta C
+//   copy(x, y), fill(y, v), scale(y, a), axpy(a, x, y), add(a, b, out), dot(a, b)
+//   transpose_batched(in [b, r, c], out [b, c, r], accumulate)
+//   swiglu_forward(gate_up, out), swiglu_backward(gate_up, dout, dgate_up)
+//   rmsnorm_forward(x, y, rstd, eps), rmsnorm_backward(y, rstd, dy, dx, accumulate)
+//   softmax_rows(s, scale), softmax_rows_backward(p, dp, ds, scale)
+//   rope(x, cos, sin, transpose)
+//   gather_rows(table, ids, scale, out), scatter_add_rows(dout, ids, scale, dtable)
+//   sum_rows(x, out, accumulate)
 template <class B>
 concept Backend = requires {
   typename B::memory_space;
@@ -38,11 +51,15 @@ concept Backend = requires {
              CVectorView<std::int32_t, typename B::memory_space> ids, Tensor3View<float, typename B::memory_space> t3,
              CTensor3View<float, typename B::memory_space> ct3) {
       B::set_num_threads(1);
+      { B::num_threads() } -> std::convertible_to<int>;
       B::synchronize();
       B::template gemm<float>(Trans::N, Trans::T, 1.0f, c, c, 0.0f, m);
       B::template copy<float>(c, m);
+      B::template fill<float>(m, 0.0f);
+      B::template scale<float>(m, 1.0f);
       B::template axpy<float>(1.0f, c, m);
       B::template add<float>(c, c, m);
+      { B::template dot<float>(c, c) } -> std::convertible_to<double>;
       B::template transpose_batched<float>(ct3, t3, false);
       B::template swiglu_forward<float>(c, m);
       B::template swiglu_backward<float>(c, c, m);
