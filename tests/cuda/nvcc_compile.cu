@@ -18,7 +18,15 @@ struct NvccAtt {
   using schedule = trm::TrmRecursion<1, 2>;
   using halting = trm::FixedSteps<2>;
 };
-static_assert(trm::ModelConfig<NvccMlp> && trm::ModelConfig<NvccAtt>);
+// Counts given at run time (what the command line uses).
+struct NvccDynamic {
+  static constexpr int rows = 3, cols = 3, vocab = 5, hidden = 16, layers = 1;
+  using mixer = trm::TokenMlpMixer;
+  using schedule = trm::TrmRecursion<>;
+  using halting = trm::BceHalting<>;
+  static constexpr trm::ConfigOptions options{.puzzle_emb_len = 2};
+};
+static_assert(trm::ModelConfig<NvccMlp> && trm::ModelConfig<NvccAtt> && trm::ModelConfig<NvccDynamic>);
 static_assert(trm::Backend<trm::cpu> && trm::Backend<trm::reference>);
 static_assert(trm::Layer<trm::SwiGlu<16, 4, double, trm::reference>>);
 
@@ -29,6 +37,9 @@ template class trm::Model<NvccMlp>;
 template class trm::Model<NvccAtt>;
 template class trm::Trainer<trm::Model<NvccMlp>, trm::AdamAtan2>;
 template class trm::Solver<trm::Model<NvccAtt>>;
+template class trm::Model<NvccDynamic>;
+template class trm::Trainer<trm::Model<NvccDynamic>, trm::AdamW>;
+template class trm::Solver<trm::Model<NvccDynamic>>;
 
 __global__ void trm_nvcc_compile_kernel(float* out) { out[threadIdx.x] = static_cast<float>(threadIdx.x); }
 
@@ -45,6 +56,8 @@ int main() {
   batch.puzzle_identifiers.zero();
   trm::Trainer trainer(model, trm::AdamAtan2{});
   auto m = trainer.step(batch);
-  std::printf("trm %s (nvcc compile check): one training call, loss %.4f\n", trm::version_string, m.total_loss);
+  trm::Model<NvccDynamic> dynamic({.schedule = trm::TrmRecursion<>(2, 1), .halting = trm::BceHalting<>(2), .puzzle_ids = 3});
+  std::printf("trm %s (nvcc compile check): one training call, loss %.4f; %s\n", trm::version_string, m.total_loss,
+              dynamic.signature().c_str());
   return m.total_loss > 0 ? 0 : 1;
 }
