@@ -187,9 +187,12 @@ struct Flops {
     return double(traits::layers) * (mixer + swiglu(S, D));
   }
   static double heads() { return 2.0 * L * D * V + 2.0 * D * 2.0; }
-  static constexpr int calls = Cfg::schedule::net_calls_per_step, recorded = Cfg::schedule::recorded_calls;
-  static double train_call() { return calls * net_call() + 2.0 * recorded * net_call() + 3.0 * heads(); }
-  static double inference(int steps) { return steps * (calls * net_call() + heads()); }
+  // The schedule's counts come from the model's schedule value (model.recursion()).
+  using schedule = typename Cfg::schedule;
+  static double train_call(const schedule& s) {
+    return s.net_calls_per_step() * net_call() + 2.0 * s.recorded_calls() * net_call() + 3.0 * heads();
+  }
+  static double inference(const schedule& s, int steps) { return steps * (s.net_calls_per_step() * net_call() + heads()); }
 };
 
 // Wall-clock seconds, or with one thread (TRM_BENCH_THREADS=1) the calling thread's CPU time: all
@@ -307,14 +310,14 @@ struct Inference {
     const index_t b = batch.size();
     x.resize(b, M::total_len, M::hidden);
     y.resize(b, M::total_len, M::hidden);
-    z.resize(b, M::total_len, M::hidden);
+    z.resize(b * index_t(M::num_latents), M::total_len, M::hidden);
     logits.resize(b, M::seq_len, M::vocab);
     q.resize(b, 2);
     all.assign(b, 1);
     model.embed(batch, x.view());
     model.reset_states(all, y.view(), z.view());
     for (int s = 0; s < steps; ++s) {
-      M::schedule::forward(model, tape, x.cview(), y.view(), z.view(), false);
+      model.recursion().forward(model, tape, x.cview(), y.view(), z.view(), false);
       model.heads(y.cview(), logits.view(), q.view(), head_cache);
     }
   }
@@ -345,10 +348,11 @@ void BM_train(benchmark::State& st) {
   reset_rss_peak();
   const long long before = heap::live.load();
   heap::reset_peak();
-  double seconds = 0;
+  double seconds = 0, flops = 0;
   {
     M model(0);
     apply_env_overrides(model);
+    flops = Flops<Cfg>::train_call(model.recursion()) * double(b);
     Trainer trainer(model, adam(), train_options());
     const Batch batch = random_batch<M>(b, 1);
     trainer.step(batch);
@@ -359,7 +363,7 @@ void BM_train(benchmark::State& st) {
     }
     seconds = now_seconds() - t0;
   }
-  set_counters(st, Flops<Cfg>::train_call() * double(b), sgemm, b, before, seconds);
+  set_counters(st, flops, sgemm, b, before, seconds);
 }
 
 // One iteration = a whole 16-step inference of the batch. Model and buffers are built (and one
@@ -367,16 +371,17 @@ void BM_train(benchmark::State& st) {
 template <class Cfg>
 void BM_infer(benchmark::State& st) {
   using M = Model<Cfg>;
-  constexpr int steps = Cfg::halting::max_steps;
   const index_t b = st.range(0);
   const double sgemm = sgemm_rate();
   reset_rss_peak();
   const long long before = heap::live.load();
   heap::reset_peak();
-  double seconds = 0;
+  double seconds = 0, flops = 0;
   {
     M model(0);
     apply_env_overrides(model);
+    const int steps = model.max_steps();  // N_sup = 16
+    flops = Flops<Cfg>::inference(model.recursion(), steps) * double(b);
     Inference<M> inf;
     const Batch batch = random_batch<M>(b, 2);
     inf.run(model, batch, 1);
@@ -387,7 +392,7 @@ void BM_infer(benchmark::State& st) {
     }
     seconds = now_seconds() - t0;
   }
-  set_counters(st, Flops<Cfg>::inference(steps) * double(b), sgemm, b, before, seconds);
+  set_counters(st, flops, sgemm, b, before, seconds);
 }
 
 #if defined(TRM_HAVE_CBLAS)
@@ -574,10 +579,8 @@ void tally_cache(const C& c, const std::string& where, MemTally& t) {
 template <class Tape>
 MemTally tally_tape(const Tape& tape) {
   MemTally t;
-  if constexpr (requires { tape.in; })
-    for (auto& x : tape.in) t.add("tape in (net inputs)", x);
-  if constexpr (requires { tape.out; })
-    for (auto& x : tape.out) t.add("tape out (net outputs)", x);
+  for (auto& x : tape.in) t.add("tape in (net inputs)", x);
+  for (auto& x : tape.out) t.add("tape out (net outputs)", x);
   for (auto& c : tape.cache) tally_cache(c, "", t);
   return t;
 }
@@ -585,7 +588,6 @@ MemTally tally_tape(const Tape& tape) {
 template <class Cfg>
 int profile(bool train, index_t b) {
   using M = Model<Cfg, timed_cpu>;
-  constexpr int steps = Cfg::halting::max_steps;
   std::printf("profile: %s, %s, batch %ld, %d threads (%s)\n", train ? "training call" : "16-step inference",
               is_attention_mixer_v<typename Cfg::mixer> ? "TRM-Att 916" : "TRM-MLP Sudoku", long(b), g_threads,
               g_cpu_clock ? "thread CPU time" : "wall-clock time");
@@ -594,10 +596,13 @@ int profile(bool train, index_t b) {
   heap::reset_peak();
   double total = 0, opt_seconds = 0, params_mb = 0, steady_mb = 0, peak_mb = 0, alloc_mb = 0;
   long long allocs = 0, faults = 0;
-  const double flops = train ? Flops<Cfg>::train_call() * double(b) : Flops<Cfg>::inference(steps) * double(b);
+  double flops = 0;
   {
     M model(0);
     apply_env_overrides(model);
+    const int steps = model.max_steps();
+    flops = train ? Flops<Cfg>::train_call(model.recursion()) * double(b)
+                  : Flops<Cfg>::inference(model.recursion(), steps) * double(b);
     params_mb = double(heap::live.load() - before) / 1e6;
     const Batch batch = random_batch<M>(b, 1);
     Trainer<M> trainer(model, adam(), train_options());
@@ -669,12 +674,13 @@ int profile(bool train, index_t b) {
     // trainer's own tape).
     M model(1);
     typename M::schedule::template Tape<M> tape;
-    DynTensor<float, 3> x(b, M::total_len, M::hidden), y(b, M::total_len, M::hidden), z(b, M::total_len, M::hidden);
+    DynTensor<float, 3> x(b, M::total_len, M::hidden), y(b, M::total_len, M::hidden),
+        z(b * index_t(M::num_latents), M::total_len, M::hidden);
     const Batch batch = random_batch<M>(b, 1);
     std::vector<std::uint8_t> all(b, 1);
     model.embed(batch, x.view());
     model.reset_states(all, y.view(), z.view());
-    M::schedule::forward(model, tape, x.cview(), y.view(), z.view(), true);
+    model.recursion().forward(model, tape, x.cview(), y.view(), z.view(), true);
     MemTally t = tally_tape(tape);
     std::printf("  recorded pass (tape), by tensor class:\n");
     for (auto& [k, v] : t.bytes)

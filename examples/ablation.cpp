@@ -54,7 +54,7 @@ constexpr int hidden = 32;
 template <class Mixer, class Schedule, class Halting, int Layers, int Prefix = 2>
 struct SudokuCfg {
   static constexpr int rows = Shape::n, cols = Shape::n, vocab = Shape::vocab_size, hidden = ::hidden, layers = Layers;
-  static constexpr int puzzle_emb_len = Prefix;
+  static constexpr trm::ConfigOptions options{.puzzle_emb_len = Prefix};
   using mixer = Mixer;
   using schedule = Schedule;
   using halting = Halting;
@@ -99,10 +99,9 @@ double cpu_minutes_since(std::clock_t start) { return double(std::clock() - star
 // N_sup supervision steps from the initial state, no gradient; exact and token accuracy.
 template <class M>
 std::pair<double, double> evaluate(const M& model, const std::vector<sudoku::Example<Shape>>& test) {
-  using S = typename M::schedule;
   long exact = 0, tokens = 0, total_tokens = 0;
   const std::size_t chunk = 64;
-  typename S::template Tape<M> tape;
+  typename M::schedule::template Tape<M> tape;
   typename M::HeadCache heads;
   for (std::size_t first = 0; first < test.size(); first += chunk) {
     std::vector<sudoku::Example<Shape>> part(test.begin() + first, test.begin() + std::min(test.size(), first + chunk));
@@ -114,7 +113,8 @@ std::pair<double, double> evaluate(const M& model, const std::vector<sudoku::Exa
     model.embed(batch, x.view());
     std::vector<std::uint8_t> all(b, 1);
     model.reset_states(all, y.view(), z.view());
-    for (int step = 0; step < M::halting::max_steps; ++step) S::forward(model, tape, x.cview(), y.view(), z.view(), false);
+    for (int step = 0; step < model.max_steps(); ++step)
+      model.recursion().forward(model, tape, x.cview(), y.view(), z.view(), false);
     model.heads(y.cview(), logits.view(), q.view(), heads);
     for (trm::index_t r = 0; r < b; ++r) {
       int ok = 0;
@@ -136,11 +136,10 @@ template <class Cfg>
 void run(Row& row, bool use_ema, const Options& o, const std::vector<sudoku::Example<Shape>>& train,
          const std::vector<sudoku::Example<Shape>>& test) {
   using M = trm::Model<Cfg>;
-  using S = typename M::schedule;
-  row.depth = S::net_calls_per_step * Cfg::layers;
   row.nfp = M::halting::needs_q_continue_target ? 2 : 1;
   for (auto seed : o.seeds) {
-    M model(seed);
+    M model(seed);  // static counts: the schedule and the policy are the config's types' defaults
+    row.depth = model.recursion().net_calls_per_step() * Cfg::layers;
     row.params = model.num_parameters();
     trm::TrainOptions t;
     t.schedule = trm::LrSchedule{50, 1, 1.0};  // linear warmup over 50 steps, then constant (reference: min ratio 1)
@@ -171,8 +170,8 @@ void run(Row& row, bool use_ema, const Options& o, const std::vector<sudoku::Exa
     }
     row.steps.push_back(step);
     row.cpu_minutes.push_back(cpu_minutes_since(start));
-    if (use_ema) trainer.ema().swap_into(model);
-    const auto [exact, token] = evaluate(model, test);
+    // The EMA weights live in a separate model (trainer.ema_model()); the trained one is untouched.
+    const auto [exact, token] = use_ema ? evaluate(trainer.ema_model(), test) : evaluate(model, test);
     row.exact.push_back(exact);
     row.token.push_back(token);
     std::fprintf(stderr, "  %-28s seed %llu: %ld steps, %.2f CPU min, test exact %.3f, cells %.3f\n", row.name.c_str(),

@@ -1,20 +1,20 @@
 // A user-defined configuration: a 5x5 grid (Latin squares with blanks), n = 2 latent updates per
 // answer update, T = 3 passes, 3 supervision steps. Everything about the model is a compile-time
-// choice in one struct; the library checks it with the ModelConfig concept.
+// choice in one struct (sizes, mixer, schedule and halting types with static counts, optional
+// settings in `options`); the library checks it with the ModelConfig concept.
 //
 //   custom_config [--steps N] [--batch B] [--seed S]
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <trm/model/inference.hpp>
 #include <trm/trm.hpp>
 
 struct LatinSquare5 {
   static constexpr int rows = 5, cols = 5;
   static constexpr int vocab = 7;  // 0 pad, 1 blank, 2..6 the symbols
   static constexpr int hidden = 32, layers = 2;
-  static constexpr int puzzle_emb_len = 4;
+  static constexpr trm::ConfigOptions options{.puzzle_emb_len = 4};  // 4 puzzle-prefix positions
   using mixer = trm::TokenMlpMixer;
   using schedule = trm::TrmRecursion<2, 3>;  // n = 2, T = 3
   using halting = trm::BceHalting<3>;        // N_sup = 3
@@ -56,9 +56,9 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  trm::Model<LatinSquare5> model(seed);
+  trm::Model<LatinSquare5> model(seed);  // static schedule and halting: only the seed is needed
   std::printf("TRM for 5x5 Latin squares: %lld parameters, %d net calls per supervision step\n",
-              static_cast<long long>(model.num_parameters()), LatinSquare5::schedule::net_calls_per_step);
+              static_cast<long long>(model.num_parameters()), model.recursion().net_calls_per_step());
   trm::TrainOptions opts;
   opts.schedule = trm::LrSchedule{.warmup_steps = 20, .total_steps = steps, .min_ratio = 1.0};
   opts.ema_rate = 0.99;
@@ -70,14 +70,15 @@ int main(int argc, char** argv) {
     make_batch(data, batch, batch_size, 0.4);
     auto m = trainer.step(batch);
     if ((s % 50 == 0 || s == steps) && m.count > 0)  // metrics cover rows that finished their sequence
-      std::printf("step %4d  loss %.4f  accuracy %.3f  exact %.3f\n", s, m.total_loss / batch_size,
-                  m.count ? m.accuracy / m.count : 0.0, m.count ? double(m.exact_accuracy) / m.count : 0.0);
+      std::printf("step %4d  loss %.4f  accuracy %.3f  exact %.3f\n", s, m.mean_total_loss(), m.mean_accuracy(),
+                  m.mean_exact_accuracy());
   }
-  // Evaluate the EMA weights on fresh puzzles, all N_sup steps, as the reference does.
-  trainer.ema().swap_into(model);
+  // Evaluate the EMA weights on fresh puzzles, all N_sup steps, as the reference does: a separate
+  // model holds them (the live model keeps training's weights).
+  const auto ema_model = trainer.ema_model();
   trm::Batch test;
   make_batch(data, test, 200, 0.4);
-  trm::Solver solver(model);
+  trm::Solver solver(ema_model);
   auto result = solver.solve(test);
   auto score = trm::score_predictions(result.predictions, test.labels, result.steps_used);
   std::printf("exact accuracy: %.1f%% (%d puzzles), cell accuracy %.1f%%\n", 100 * score.exact_accuracy, score.count,

@@ -6,12 +6,15 @@
 // exactly right"), so the learned halting signal is still there for inference.
 //
 // What a halting policy provides (the trm::HaltingPolicy concept, include/trm/halting/halting.hpp):
-//   static constexpr int  max_steps;                 N_sup
-//   static constexpr bool needs_q_continue_target;   true only for Q-learning (extra forward)
+// a copyable value with
+//   int max_steps() const;                            N_sup
+//   static constexpr bool needs_q_continue_target;    true only for Q-learning (extra forward)
+//   std::string describe() const;                     the policy and its counts (model signature)
 //   decide_training(HaltingInputs, Rng&, span<uint8_t> halted)   after every supervision step
 //   loss(HaltingInputs, seq_correct, dq_halt, dq_continue, scale) -> double
 // HaltingInputs carries the q logits, the per-row step counts and the argmax predictions of the
-// step ([B * cells]); the Trainer owns the policy object, so it may keep per-row state.
+// step ([B * cells]). The Model holds the policy it was built with; the Trainer works on its own
+// copy (trainer.halting()), so the policy may keep per-row state.
 //
 // The example trains a tiny TRM on generated 4x4 Sudoku puzzles and prints, every few calls, how
 // many sequences stopped and why, then solves a few test puzzles with the same rule.
@@ -31,8 +34,9 @@ using Shape = sudoku::Sudoku4;
 // ---- the user's policy ------------------------------------------------------------------------
 template <int N>
 struct StableAnswerHalting {
-  static constexpr int max_steps = N;
   static constexpr bool needs_q_continue_target = false;
+  int max_steps() const { return N; }
+  std::string describe() const { return "StableAnswerHalting<N_sup=" + std::to_string(N) + ">"; }
 
   // Per-row memory: the previous answer and for how many steps it has not changed.
   std::vector<std::int32_t> previous;
@@ -80,7 +84,7 @@ static_assert(trm::HaltingPolicy<StableAnswerHalting<6>>);
 // ---- the model --------------------------------------------------------------------------------
 struct Sudoku4Config {
   static constexpr int rows = 4, cols = 4, vocab = Shape::vocab_size, hidden = 32, layers = 2;
-  static constexpr int puzzle_emb_len = 2;
+  static constexpr trm::ConfigOptions options{.puzzle_emb_len = 2};
   using mixer = trm::TokenMlpMixer;
   using schedule = trm::TrmRecursion<2, 2>;  // n = 2 latent updates, T = 2 passes
   using halting = StableAnswerHalting<6>;    // at most 6 supervision steps
@@ -133,7 +137,7 @@ int main(int argc, char** argv) {
   options.puzzle_emb_lr = 1e-2;
   trm::Trainer trainer(model, trm::AdamAtan2{.lr = 3e-3, .weight_decay = 0.01}, options);
   std::printf("StableAnswerHalting<%d> on 4x4 Sudoku (8 blanks): TRM-MLP hidden %d, %d params, %d calls\n",
-              Model::halting::max_steps, Model::hidden, int(model.num_parameters()), steps);
+              model.max_steps(), int(Model::hidden), int(model.num_parameters()), steps);
 
   const int batch_size = 16, report = std::max(1, steps / 10);
   long seen_rule = 0, seen_limit = 0, seen_steps = 0;
@@ -150,7 +154,7 @@ int main(int argc, char** argv) {
       std::printf("call %4d | lm_loss %.3f | finished %3ld sequences: %3ld answer stable for 2 steps (mean %.2f steps), "
                   "%3ld at N_sup=%d | exact %.2f\n",
                   call, m.lm_loss / batch_size, by_rule + by_limit, by_rule,
-                  by_rule ? double(p.steps_by_rule - seen_steps) / double(by_rule) : 0.0, by_limit, Model::halting::max_steps,
+                  by_rule ? double(p.steps_by_rule - seen_steps) / double(by_rule) : 0.0, by_limit, model.max_steps(),
                   counted > 0 ? correct / counted : 0.0);
       seen_rule = p.halted_by_rule;
       seen_limit = p.halted_by_limit;
@@ -170,10 +174,10 @@ int main(int argc, char** argv) {
   model.reset_states(all, y.view(), z.view());
   Model::schedule::Tape<Model> tape;
   Model::HeadCache heads;
-  StableAnswerHalting<Model::halting::max_steps> rule;
+  Model::halting rule = model.halting_policy();  // a fresh copy: no per-row state from training
   std::vector<std::int32_t> used(b, 0), predictions(std::size_t(b * Model::seq_len)), answer = predictions;
-  for (int step = 1; step <= Model::halting::max_steps; ++step) {
-    Model::schedule::forward(model, tape, x.cview(), y.view(), z.view(), false);
+  for (int step = 1; step <= model.max_steps(); ++step) {
+    model.recursion().forward(model, tape, x.cview(), y.view(), z.view(), false);
     model.heads(y.cview(), logits.view(), q.view(), heads);
     for (trm::index_t r = 0; r < b; ++r)
       for (trm::index_t t = 0; t < Model::seq_len; ++t) {
@@ -203,7 +207,7 @@ int main(int argc, char** argv) {
     for (trm::index_t t = 0; t < Model::seq_len; ++t) ok = ok && answer[std::size_t(r * Model::seq_len + t)] == batch.labels(r, t);
     solved += ok;
     std::printf("test puzzle %d: stopped after %d step(s)%s, %s\n", int(r), used[r],
-                used[r] < Model::halting::max_steps ? " (answer stable)" : "", ok ? "solved" : "not solved");
+                used[r] < model.max_steps() ? " (answer stable)" : "", ok ? "solved" : "not solved");
   }
   std::printf("solved %d of %d test puzzles\n", solved, int(b));
   return 0;

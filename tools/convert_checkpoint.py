@@ -7,7 +7,7 @@ checkpoints/<project>/<run>/step_<N> from the reference trainers) to safetensors
 Every tensor is written as float32 (the reference stores fp32 master weights; bf16/fp16 buffers
 such as H_init/L_init are widened exactly). By default the prefixes torch.compile and the loss head
 add (`_orig_mod.`, `model.inner.`) are stripped so the names are the model's own state-dict names
-(trm::load_weights accepts both forms). Non-persistent buffers never appear in a state dict.
+(trm::load_model accepts both forms). Non-persistent buffers never appear in a state dict.
 The output is written to a temporary file next to the destination and renamed into place, so an
 interrupted run never leaves a half-written file. Needs torch (not needed by trm itself).
 """

@@ -4,7 +4,8 @@
 //
 // Model sizes are compile-time constants in trm, so a runtime configuration is dispatched to one
 // of a curated set of compiled instantiations (see kSupported* below and sudoku_impl.hpp); n, T
-// and N_sup are runtime values (trm::TrmRecursionRuntime / trm::BceHaltingRuntime).
+// and N_sup are run-time counts of the model's schedule and halting values (trm::TrmRecursion<>,
+// trm::BceHalting<>), given to each model through trm::ModelArgs (model_args in sudoku_impl.hpp).
 #include <algorithm>
 #include <array>
 #include <atomic>

@@ -272,30 +272,36 @@ static int run(int argc, char** argv) {
   train->add_flag("--quiet", ta.quiet, "No progress bar");
 
   // -- solve / eval
-  auto expect_flags = [&](CLI::App* sub, ExpectedSpec& e, std::vector<CLI::Option*>& opts) {
-    static std::string box, mixer;
-    opts.push_back(sub->add_option("--box", box, "Expected box shape (checked against the checkpoint)"));
-    opts.push_back(sub->add_option("--mixer", mixer, "Expected mixer (checked)"));
-    static int hidden, layers, prefix, n, T, nsup;
-    opts.push_back(sub->add_option("--hidden", hidden, "Expected hidden size (checked)"));
-    opts.push_back(sub->add_option("--layers", layers, "Expected layers (checked)"));
-    opts.push_back(sub->add_option("--prefix", prefix, "Expected prefix (checked)"));
-    opts.push_back(sub->add_option("--n", n, "Expected n (checked)"));
-    opts.push_back(sub->add_option("--T", T, "Expected T (checked)"));
-    opts.push_back(sub->add_option("--nsup", nsup, "Expected N_sup (checked; --steps changes the steps run)"));
-    return [&e, opts] {
-      if (opts[0]->count()) e.box = opts[0]->as<std::string>();
-      if (opts[1]->count()) e.mixer = opts[1]->as<std::string>();
-      if (opts[2]->count()) e.hidden = opts[2]->as<int>();
-      if (opts[3]->count()) e.layers = opts[3]->as<int>();
-      if (opts[4]->count()) e.prefix = opts[4]->as<int>();
-      if (opts[5]->count()) e.n = opts[5]->as<int>();
-      if (opts[6]->count()) e.T = opts[6]->as<int>();
-      if (opts[7]->count()) e.nsup = opts[7]->as<int>();
+  // The model flags of solve/eval: optional, each checked against the checkpoint when given.
+  // Each subcommand has its own values (`raw`, owned here); the returned function copies the
+  // given ones into `e` after parsing.
+  struct ExpectFlags {
+    std::string box, mixer;
+    int hidden = 0, layers = 0, prefix = 0, n = 0, T = 0, nsup = 0;
+  };
+  auto expect_flags = [&](CLI::App* sub, ExpectFlags& raw, ExpectedSpec& e) {
+    auto* box = sub->add_option("--box", raw.box, "Expected box shape (checked against the checkpoint)");
+    auto* mixer = sub->add_option("--mixer", raw.mixer, "Expected mixer (checked)");
+    auto* hidden = sub->add_option("--hidden", raw.hidden, "Expected hidden size (checked)");
+    auto* layers = sub->add_option("--layers", raw.layers, "Expected layers (checked)");
+    auto* prefix = sub->add_option("--prefix", raw.prefix, "Expected prefix (checked)");
+    auto* n = sub->add_option("--n", raw.n, "Expected n (checked)");
+    auto* T = sub->add_option("--T", raw.T, "Expected T (checked)");
+    auto* nsup = sub->add_option("--nsup", raw.nsup, "Expected N_sup (checked; --steps changes the steps run)");
+    return [=, &raw, &e] {
+      if (box->count()) e.box = raw.box;
+      if (mixer->count()) e.mixer = raw.mixer;
+      if (hidden->count()) e.hidden = raw.hidden;
+      if (layers->count()) e.layers = raw.layers;
+      if (prefix->count()) e.prefix = raw.prefix;
+      if (n->count()) e.n = raw.n;
+      if (T->count()) e.T = raw.T;
+      if (nsup->count()) e.nsup = raw.nsup;
     };
   };
   auto* solve = sudoku->add_subcommand("solve", "Solve puzzles with a trained model");
   SolveArgs sa;
+  ExpectFlags solve_flags;
   solve->add_option("--checkpoint", sa.checkpoint, "model.safetensors written by `trm sudoku train`")->required();
   solve->add_option("--input", sa.input, "Puzzles: CSV (PUZZLE[,SOLUTION]) or one puzzle per line; - = stdin")
       ->capture_default_str();
@@ -304,11 +310,11 @@ static int run(int argc, char** argv) {
   solve->add_option("--steps", sa.steps, "Supervision steps (default: the checkpoint's N_sup)");
   solve->add_option("--batch", sa.batch, "Puzzles per batch")->capture_default_str();
   solve->add_option("--threads", sa.threads, "CPU threads (0: all cores, at most 2)")->capture_default_str();
-  std::vector<CLI::Option*> solve_opts;
-  auto solve_expect = expect_flags(solve, sa.expect, solve_opts);
+  auto solve_expect = expect_flags(solve, solve_flags, sa.expect);
 
   auto* eval = sudoku->add_subcommand("eval", "Exact and per-cell accuracy of a trained model on a puzzle file");
   EvalArgs ea;
+  ExpectFlags eval_flags;
   eval->add_option("--checkpoint", ea.checkpoint, "model.safetensors written by `trm sudoku train`")->required();
   eval->add_option("--input", ea.input, "Puzzles: CSV (PUZZLE[,SOLUTION]) or one puzzle per line; - = stdin")->required();
   eval->add_option("--sample", ea.sample, "Evaluate a seeded random sample of this many puzzles (0: all)")
@@ -318,9 +324,7 @@ static int run(int argc, char** argv) {
   eval->add_option("--batch", ea.batch, "Puzzles per batch")->capture_default_str();
   eval->add_option("--threads", ea.threads, "CPU threads (0: all cores, at most 2)")->capture_default_str();
   eval->add_flag("--early-exit", ea.early_exit_headline, "Report early exit in the final 'exact accuracy' line");
-  std::vector<CLI::Option*> eval_opts;
-  auto eval_expect = expect_flags(eval, ea.expect, eval_opts);
-  (void)eval_opts;
+  auto eval_expect = expect_flags(eval, eval_flags, ea.expect);
 
   auto* plot = sudoku->add_subcommand("plot", "Draw the training curve (PNG, gnuplot) of a run from its metrics.csv");
   std::string plot_run, plot_out;

@@ -6,12 +6,6 @@
 #include <numbers>
 #include <random>
 #include <string_view>
-#include <trm/data/sudoku.hpp>
-#include <trm/halting/bce_halting_runtime.hpp>
-#include <trm/io/atomic_file.hpp>
-#include <trm/io/train_state.hpp>
-#include <trm/model/inference.hpp>
-#include <trm/recursion/trm_recursion_runtime.hpp>
 #include <trm/trm.hpp>
 #include <unordered_set>
 
@@ -25,24 +19,32 @@ namespace trmcli {
 
 namespace sd = trm::data::sudoku;
 
-// One runtime schedule/halting for the whole program (one configuration per process).
-struct CliTag {};
-using Schedule = trm::TrmRecursionRuntime<CliTag>;
-using Halting = trm::BceHaltingRuntime<CliTag>;
+// The schedule and halting policy with run-time counts: every model gets n, T and N_sup of its
+// ModelSpec through ModelArgs (model_args below), so nothing about them is process-wide.
+using Schedule = trm::TrmRecursion<>;
+using Halting = trm::BceHalting<>;
 
 template <class Shape, class Mixer, int Hidden, int Layers, int Prefix>
 struct SudokuConfig {
   static constexpr int rows = Shape::n, cols = Shape::n;
   static constexpr int vocab = Shape::vocab_size;  // pad 0, blank 1, digits 2..N+1
-  static constexpr int hidden = Hidden, layers = Layers, puzzle_emb_len = Prefix;
+  static constexpr int hidden = Hidden, layers = Layers;
+  static constexpr trm::ConfigOptions options{.puzzle_emb_len = Prefix};
   using mixer = Mixer;
   using schedule = Schedule;
   using halting = Halting;
 };
 
-inline void configure_runtime(const ModelSpec& s) {
-  Schedule::set(s.n, s.T);
-  Halting::set_max_steps(s.nsup);
+// Puzzle identifiers of a model trained by this program: one, shared by every puzzle (id 0), as
+// the reference's Sudoku data.
+inline constexpr trm::index_t kTrainPuzzleIds = 1;
+
+// What a model of `spec` is built with: the only place where a ModelSpec becomes the run-time part
+// of a model (a fresh run, a resumed one and solve/eval all come through here, so that a stored
+// spec reconstructs the same model).
+template <class M>
+trm::ModelArgs<typename M::config> model_args(const ModelSpec& spec, trm::index_t puzzle_ids, std::uint64_t seed) {
+  return {.schedule = Schedule(spec.n, spec.T), .halting = Halting(spec.nsup), .puzzle_ids = puzzle_ids, .seed = seed};
 }
 
 template <int H>
@@ -77,23 +79,21 @@ int with_model(const ModelSpec& s, F&& f) {
   return by_hidden<Shape, AttFor>(s, f);
 }
 
-// AdamW or Adam-atan2 chosen at run time, with a run-time learning-rate factor (the CLI's cosine
-// decay over steps or wall-clock time multiplies the trainer's warmup schedule).
+// AdamW (Base = trm::AdamW) or Adam-atan2 (trm::AdamAtan2) with a run-time learning-rate factor
+// (the CLI's cosine decay over steps or wall-clock time multiplies the trainer's warmup schedule).
+// The trainer state records Base::name, so a run resumes only with the optimiser it was saved with.
+template <class Base>
 struct CliOptimizer {
-  static inline std::string name = "AdamW";  // the trainer state records the chosen optimiser
+  static constexpr const char* name = Base::name;
   double lr = 1e-3;
   double weight_decay = 0.1;
   double beta1 = 0.9, beta2 = 0.95;
-  bool atan2 = false;
   const double* lr_factor = nullptr;
 
   template <class T>
   void update(trm::DynTensor<T, 2>& p, const trm::DynTensor<T, 2>& g, trm::AdamState<T>& s, double lr_now, long t) const {
     if (lr_factor) lr_now *= *lr_factor;
-    if (atan2)
-      trm::AdamAtan2{.lr = lr, .weight_decay = weight_decay, .beta1 = beta1, .beta2 = beta2}.update(p, g, s, lr_now, t);
-    else
-      trm::AdamW{.lr = lr, .weight_decay = weight_decay, .beta1 = beta1, .beta2 = beta2}.update(p, g, s, lr_now, t);
+    Base{.lr = lr, .weight_decay = weight_decay, .beta1 = beta1, .beta2 = beta2}.update(p, g, s, lr_now, t);
   }
 };
 
@@ -229,6 +229,7 @@ EvalScore evaluate(const M& model, const std::vector<sd::Example<Shape>>& set, i
   using S = typename M::scalar_type;
   EvalScore sc;
   const auto t0 = std::chrono::steady_clock::now();
+  const auto& recursion = model.recursion();
   typename M::schedule::template Tape<M> tape;
   typename M::HeadCache hc;
   trm::DynTensor<S, 3> x, y, z, logits;
@@ -243,7 +244,7 @@ EvalScore evaluate(const M& model, const std::vector<sd::Example<Shape>>& set, i
     const trm::index_t b = batch.size();
     x.resize(b, M::total_len, M::hidden);
     y.resize(b, M::total_len, M::hidden);
-    z.resize(b, M::total_len, M::hidden);
+    z.resize(b * trm::index_t(M::num_latents), M::total_len, M::hidden);
     logits.resize(b, M::seq_len, M::vocab);
     q.resize(b, 2);
     model.embed(batch, x.view());
@@ -253,7 +254,7 @@ EvalScore evaluate(const M& model, const std::vector<sd::Example<Shape>>& set, i
     std::vector<int> early_steps(std::size_t(b), max_steps);
     std::vector<std::int32_t> pred(std::size_t(b) * Shape::cells);
     for (int step = 1; step <= max_steps; ++step) {
-      M::schedule::forward(model, tape, x.cview(), y.view(), z.view(), false);
+      recursion.forward(model, tape, x.cview(), y.view(), z.view(), false);
       model.heads(y.cview(), logits.view(), q.view(), hc);
       for (trm::index_t r = 0; r < b; ++r) {
         for (int t = 0; t < Shape::cells; ++t) {
@@ -408,10 +409,10 @@ inline json train_flags_json(const TrainArgs& a) {
               {"log_every", a.log_every}, {"holdout", a.holdout}};
 }
 
-template <class Shape, class M>
+// Opt: CliOptimizer<trm::AdamW> or CliOptimizer<trm::AdamAtan2> (--optimizer).
+template <class Shape, class M, class Opt>
 int train_model(const TrainArgs& a, const std::optional<CheckpointInfo>& resume_info) {
   using namespace std::chrono;
-  configure_runtime(a.model);
   set_threads(a.threads);
   const fs::path dir = a.out;
   const fs::path model_path = dir / "model.safetensors", state_path = dir / "train_state.safetensors",
@@ -420,11 +421,11 @@ int train_model(const TrainArgs& a, const std::optional<CheckpointInfo>& resume_
   fs::create_directories(dir, ec);
   if (ec) throw CliError(dir.string() + ": cannot create the output directory (" + ec.message() + ")");
 
-  M model(a.seed);
+  // A resumed run rebuilds the same model from the spec stored in its state (a.model), and
+  // load_train_state checks the signature before it overwrites the weights.
+  M model(model_args<M>(a.model, kTrainPuzzleIds, a.seed));
   double lr_factor = 1.0;
-  CliOptimizer::name = a.optimizer == "adam-atan2" ? "AdamATan2" : "AdamW";
-  CliOptimizer opt{.lr = a.lr, .weight_decay = a.weight_decay, .beta1 = a.beta1, .beta2 = a.beta2,
-                   .atan2 = a.optimizer == "adam-atan2", .lr_factor = &lr_factor};
+  Opt opt{.lr = a.lr, .weight_decay = a.weight_decay, .beta1 = a.beta1, .beta2 = a.beta2, .lr_factor = &lr_factor};
   trm::TrainOptions to;
   to.schedule = trm::LrSchedule{.warmup_steps = a.warmup, .total_steps = std::max<long>(a.steps, 1), .min_ratio = 1.0};
   to.ema_rate = a.ema;
@@ -433,7 +434,7 @@ int train_model(const TrainArgs& a, const std::optional<CheckpointInfo>& resume_
   to.seed = mix_seed(a.seed, 3);
   to.puzzle_emb_lr = 1e-4;
   to.puzzle_emb_weight_decay = 0.1;
-  trm::Trainer<M, CliOptimizer> trainer(model, opt, to);
+  trm::Trainer<M, Opt> trainer(model, opt, to);
 
   trm::Rng data_rng(mix_seed(a.seed, 1));
   double elapsed_before = 0, cpu_before = 0;
@@ -468,8 +469,8 @@ int train_model(const TrainArgs& a, const std::optional<CheckpointInfo>& resume_
   std::printf("trm sudoku train: %s\n", a.model.describe().c_str());
   std::printf("  %lld parameters; %d net calls per supervision step; batch %d, %s lr %g (warmup %ld%s), wd %g, "
               "EMA %g, %s loss, %d blanks, seed %llu, %d thread(s)\n",
-              static_cast<long long>(model.num_parameters()), Schedule::net_calls_per_step, a.batch,
-              CliOptimizer::name.c_str(), a.lr, a.warmup,
+              static_cast<long long>(model.num_parameters()), model.recursion().net_calls_per_step(), a.batch,
+              Opt::name, a.lr, a.warmup,
               a.lr_min_ratio < 1 ? (", cosine to x" + std::to_string(a.lr_min_ratio).substr(0, 4)).c_str() : "",
               a.weight_decay, a.ema, a.loss.c_str(), a.blanks, static_cast<unsigned long long>(a.seed),
               trm::cpu::num_threads());
@@ -519,29 +520,12 @@ int train_model(const TrainArgs& a, const std::optional<CheckpointInfo>& resume_
     return std::map<std::string, std::string>{
         {kMetaModel, a.model.to_json().dump()}, {kMetaTrain, train_flags_json(a).dump()}, {kMetaState, st.dump()}};
   };
-  auto save = [&](double elapsed) {
+  // `weights`: the model evaluated and saved as model.safetensors, the live model or (--ema > 0)
+  // a separate copy with the EMA weights (trainer.ema_model()); the live model is never changed.
+  auto save = [&](const M& weights, double elapsed) {
     const auto m = meta(elapsed);
     trm::save_train_state(trainer, state_path, m);
-    if (a.ema > 0) trainer.ema().swap_into(model);
-    try {
-      trm::save_model(model, model_path, m);
-    } catch (...) {
-      if (a.ema > 0) trainer.ema().swap_into(model);
-      throw;
-    }
-    if (a.ema > 0) trainer.ema().swap_into(model);
-  };
-  auto run_eval = [&]() {
-    if (a.ema > 0) trainer.ema().swap_into(model);
-    EvalScore s;
-    try {
-      s = evaluate(model, eval_set, a.eval_batch, a.model.nsup);
-    } catch (...) {
-      if (a.ema > 0) trainer.ema().swap_into(model);
-      throw;
-    }
-    if (a.ema > 0) trainer.ema().swap_into(model);
-    return s;
+    trm::save_model(weights, model_path, m);
   };
 
   interrupted() = false;
@@ -568,10 +552,10 @@ int train_model(const TrainArgs& a, const std::optional<CheckpointInfo>& resume_
   long last_eval_step = -1;
   EvalScore last_score;
 
-  auto eval_and_save = [&](long step) {
+  auto eval_and_save_weights = [&](const M& eval_weights, long step) {
     progress.line("  evaluating " + std::to_string(eval_set.size()) + " held-out puzzles (" + weights + " weights)...");
     const double t_before = elapsed_now();
-    const EvalScore s = run_eval();
+    const EvalScore s = evaluate(eval_weights, eval_set, a.eval_batch, eval_weights.max_steps());
     char row[512];
     std::snprintf(row, sizeof row, "eval,%ld,%.2f,,,,,,,,,,%.5f,%.5f,%.5f,%.5f,%.3f,%d,%s,%.1f", step,
                   elapsed_before + elapsed_now(), s.exact_full, s.cells_full, s.exact_early, s.cells_early,
@@ -581,16 +565,20 @@ int train_model(const TrainArgs& a, const std::optional<CheckpointInfo>& resume_
     std::snprintf(text, sizeof text,
                   "  eval step %ld: exact %s (cells %s) after %d steps; early exit %s (cells %s, mean %.2f steps) "
                   "[%.1fs]",
-                  step, percent(s.exact_full).c_str(), percent(s.cells_full, 2).c_str(), a.model.nsup,
+                  step, percent(s.exact_full).c_str(), percent(s.cells_full, 2).c_str(), eval_weights.max_steps(),
                   percent(s.exact_early).c_str(), percent(s.cells_early, 2).c_str(), s.steps_early,
                   elapsed_now() - t_before);
     progress.line(text);
     last_eval_exact = s.exact_full;
     last_eval_step = step;
     last_score = s;
-    save(elapsed_before + elapsed_now());
+    save(eval_weights, elapsed_before + elapsed_now());
     write_metrics();
     return s;
+  };
+  auto eval_and_save = [&](long step) {
+    if (a.ema > 0) return eval_and_save_weights(trainer.ema_model(), step);
+    return eval_and_save_weights(model, step);
   };
 
   long step = trainer.step_count();
@@ -675,7 +663,7 @@ int train_model(const TrainArgs& a, const std::optional<CheckpointInfo>& resume_
               step - start_step, format_duration(total).c_str(), (step - start_step) / std::max(elapsed_now(), 1e-9),
               format_duration(cpu_before + cpu_run).c_str(), cpu_run / std::max(elapsed_now(), 1e-9));
   std::printf("held-out exact accuracy: %s after %d steps, %s with early exit (mean %.2f steps), %d puzzles, %s weights\n",
-              percent(final_score.exact_full).c_str(), a.model.nsup, percent(final_score.exact_early).c_str(),
+              percent(final_score.exact_full).c_str(), model.max_steps(), percent(final_score.exact_early).c_str(),
               final_score.steps_early, final_score.count, weights.c_str());
   std::printf("checkpoint: %s\nmetrics: %s\n", model_path.string().c_str(), metrics_path.string().c_str());
   if (a.plot) {
@@ -713,11 +701,16 @@ std::string pretty(const sd::Grid<Shape>& g, const sd::Grid<Shape>* mark_from = 
   return s;
 }
 
-// The model of a `solve`/`eval` checkpoint; a file the loader refuses is an error naming it.
+// The model of a `solve`/`eval` checkpoint: built from the spec stored in it (model_args, with the
+// puzzle-table size of the file) and loaded (load_model checks the file's signature against the
+// model's); a file the loader refuses is an error naming it.
 template <class M>
-void load_checkpoint_weights(M& model, const std::string& checkpoint) {
+M load_checkpoint_model(const std::string& checkpoint, const ModelSpec& spec) {
   try {
-    trm::load_model(model, checkpoint);
+    const auto file = trm::io::SafetensorsFile::load(checkpoint);
+    M model(model_args<M>(spec, trm::checkpoint_puzzle_ids(file), 0));
+    trm::load_model(model, file);
+    return model;
   } catch (const std::exception& e) {
     throw CliError(checkpoint + ": " + e.what());
   }
@@ -725,11 +718,9 @@ void load_checkpoint_weights(M& model, const std::string& checkpoint) {
 
 template <class Shape, class M>
 int solve_model(const SolveArgs& a, const CheckpointInfo& info) {
-  configure_runtime(info.spec);
   set_threads(a.threads);
-  M model(0);
-  load_checkpoint_weights(model, a.checkpoint);
-  const int max_steps = a.steps > 0 ? a.steps : info.spec.nsup;
+  const M model = load_checkpoint_model<M>(a.checkpoint, info.spec);
+  const int max_steps = a.steps > 0 ? a.steps : model.max_steps();
   const auto puzzles = read_puzzles<Shape>(a.input);
   if (puzzles.empty()) throw CliError(source_name(a.input) + ": no puzzles (expected one puzzle per line)");
   trm::Solver<M> solver(model);
@@ -797,11 +788,9 @@ int solve_model(const SolveArgs& a, const CheckpointInfo& info) {
 // ---- eval ---------------------------------------------------------------------------------------------------------
 template <class Shape, class M>
 int eval_model(const EvalArgs& a, const CheckpointInfo& info) {
-  configure_runtime(info.spec);
   set_threads(a.threads);
-  M model(0);
-  load_checkpoint_weights(model, a.checkpoint);
-  const int max_steps = a.steps > 0 ? a.steps : info.spec.nsup;
+  const M model = load_checkpoint_model<M>(a.checkpoint, info.spec);
+  const int max_steps = a.steps > 0 ? a.steps : model.max_steps();
   const auto puzzles = read_puzzles<Shape>(a.input, a.sample, a.seed);
   if (puzzles.empty()) throw CliError(source_name(a.input) + ": no puzzles (expected one puzzle per line)");
   std::printf("model: %s\ncheckpoint: %s (step %s, %s weights)\npuzzles: %zu from %s%s, %d threads\n",
@@ -865,7 +854,10 @@ int eval_model(const EvalArgs& a, const CheckpointInfo& info) {
 template <int R, int C>
 int sudoku_train(const TrainArgs& a, const std::optional<CheckpointInfo>& resume) {
   using Shape = sd::SudokuShape<R, C>;
-  return with_model<Shape>(a.model, [&]<class M>() { return train_model<Shape, M>(a, resume); });
+  return with_model<Shape>(a.model, [&]<class M>() {
+    if (a.optimizer == "adam-atan2") return train_model<Shape, M, CliOptimizer<trm::AdamAtan2>>(a, resume);
+    return train_model<Shape, M, CliOptimizer<trm::AdamW>>(a, resume);
+  });
 }
 template <int R, int C>
 int sudoku_solve(const SolveArgs& a, const CheckpointInfo& info) {

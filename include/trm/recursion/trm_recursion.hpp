@@ -62,6 +62,9 @@ struct Slots {
   void ensure(int) {}
   E& operator[](int i) { return items[std::size_t(i)]; }
   const E& operator[](int i) const { return items[std::size_t(i)]; }
+  auto begin() const { return items.begin(); }
+  auto end() const { return items.end(); }
+  std::size_t size() const { return items.size(); }
 };
 template <class E>
 struct Slots<E, dynamic> {
@@ -71,6 +74,9 @@ struct Slots<E, dynamic> {
   }
   E& operator[](int i) { return items[std::size_t(i)]; }
   const E& operator[](int i) const { return items[std::size_t(i)]; }
+  auto begin() const { return items.begin(); }
+  auto end() const { return items.end(); }
+  std::size_t size() const { return items.size(); }
 };
 
 template <index_t A>
