@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <thread>
 #include <trm/trm.hpp>
 
 #include "support/check_throws.hpp"
@@ -236,4 +237,50 @@ TEST_CASE("Batch::from_tokens checks its sizes; StepMetrics means; the EMA model
   CHECK(live != averaged);
   CHECK(averaged == t.ema().shadow.at("lm_head.weight")(0, 0));
   CHECK(ema.signature() == m.signature());
+}
+
+TEST_CASE("a const Model is shared by solvers on two threads: results identical to one thread") {
+  // Each solver owns its states, tape and head workspaces; the layers hold parameters only, so
+  // concurrent forwards through one const model do not touch shared memory (checked once under
+  // ThreadSanitizer: see docs/ARCHITECTURE.md).
+  auto check = [](auto args) {
+    using C = typename decltype(args)::config;
+    Model<C> trained(args);
+    Trainer trainer(trained, AdamAtan2{.lr = 1e-2}, options());
+    Rng rng(9);
+    for (int i = 0; i < 3; ++i) trainer.step(random_batch(rng, 4, 3));  // non-trivial weights
+    const Model<C>& model = trained;
+    const Batch a = random_batch(rng, 5, 3), b = random_batch(rng, 3, 3);
+    const SolveResult ra = Solver(model).solve(a), rb = Solver(model).solve(b, EarlyExit::on, 4);
+    SolveResult ta, tb;
+    for (int round = 0; round < 3; ++round) {
+      std::exception_ptr e1, e2;  // a race may also show as a shape error: report it, do not abort
+      std::thread t1([&] {
+        try {
+          ta = Solver(model).solve(a);
+        } catch (...) {
+          e1 = std::current_exception();
+        }
+      });
+      std::thread t2([&] {
+        try {
+          tb = Solver(model).solve(b, EarlyExit::on, 4);
+        } catch (...) {
+          e2 = std::current_exception();
+        }
+      });
+      t1.join();
+      t2.join();
+      REQUIRE_FALSE(e1);
+      REQUIRE_FALSE(e2);
+      CHECK(std::equal(ta.predictions.span().begin(), ta.predictions.span().end(), ra.predictions.span().begin()));
+      CHECK(std::equal(tb.predictions.span().begin(), tb.predictions.span().end(), rb.predictions.span().begin()));
+      CHECK(ta.q_halt == ra.q_halt);
+      CHECK(tb.q_halt == rb.q_halt);
+      CHECK(tb.steps_used == rb.steps_used);
+    }
+  };
+  check(ModelArgs<Cfg<TrmRecursion<2, 2>, BceHalting<3>>>{.puzzle_ids = 3, .seed = 8});
+  check(ModelArgs<Cfg<HrmRecursion<>, QLearningHalting<>, AttentionMixer<2>>>{
+      .schedule = HrmRecursion<>(2, 2), .halting = QLearningHalting<>(3), .puzzle_ids = 3, .seed = 8});
 }

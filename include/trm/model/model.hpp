@@ -82,6 +82,7 @@ struct Batch {
 //   Model<Cfg> m({.schedule = TrmRecursion<>(3, 2), .halting = BceHalting<>(16), .puzzle_ids = 876406});
 template <ModelConfig C>
 struct ModelArgs {
+  using config = C;
   typename C::schedule schedule{};
   typename C::halting halting{};
   index_t puzzle_ids = 1;
