@@ -45,6 +45,7 @@ struct HrmRecursion {
     std::array<DynTensor<S, 3, space>, 2> in, out;  // [0]: the last L call, [1]: the last H call
     std::array<typename M::net_type::Cache, 2> cache;  // unrecorded calls use cache[0] as scratch
     DynTensor<S, 3, space> sum, grad_a, grad_b;
+    typename M::net_type::Workspace ws;  // scratch of both nets' calls (one type), one call at a time
     bool recorded = false;
   };
 
@@ -67,18 +68,18 @@ struct HrmRecursion {
       for (int i = 0; i < LCycles; ++i) {
         if (h == HCycles - 1 && i == LCycles - 1) continue;
         low_input(sum, as_matrix(z).as_const());
-        L.forward(tape.sum.cview(), z, tape.cache[0]);
+        L.forward(tape.sum.cview(), z, tape.cache[0], tape.ws);
       }
       if (h == HCycles - 1) continue;
       Bk::add(as_matrix(y).as_const(), as_matrix(z).as_const(), sum);
-      H.forward(tape.sum.cview(), y, tape.cache[0]);
+      H.forward(tape.sum.cview(), y, tape.cache[0], tape.ws);
     }
     tape.recorded = record;
     if (!record) {
       low_input(sum, as_matrix(z).as_const());
-      L.forward(tape.sum.cview(), z, tape.cache[0]);
+      L.forward(tape.sum.cview(), z, tape.cache[0], tape.ws);
       Bk::add(as_matrix(y).as_const(), as_matrix(z).as_const(), sum);
-      H.forward(tape.sum.cview(), y, tape.cache[0]);
+      H.forward(tape.sum.cview(), y, tape.cache[0], tape.ws);
       return;
     }
     for (int i = 0; i < 2; ++i) {
@@ -86,9 +87,9 @@ struct HrmRecursion {
       tape.out[i].resize(b, l, d);
     }
     low_input(as_matrix(tape.in[0].view()), as_matrix(z).as_const());
-    L.forward(tape.in[0].cview(), tape.out[0].view(), tape.cache[0]);
+    L.forward(tape.in[0].cview(), tape.out[0].view(), tape.cache[0], tape.ws);
     Bk::add(as_matrix(y).as_const(), as_matrix(tape.out[0].cview()), as_matrix(tape.in[1].view()));
-    H.forward(tape.in[1].cview(), tape.out[1].view(), tape.cache[1]);
+    H.forward(tape.in[1].cview(), tape.out[1].view(), tape.cache[1], tape.ws);
     Bk::copy(as_matrix(tape.out[0].cview()), as_matrix(z));
     Bk::copy(as_matrix(tape.out[1].cview()), as_matrix(y));
   }
@@ -106,10 +107,10 @@ struct HrmRecursion {
     tape.grad_b.resize(b, l, d);
     // z_H' = H(z_H + z_L'): the gradient reaching z_L' is d(H input); z_H is detached.
     tape.grad_a.zero();
-    m.nets[high].backward(tape.in[1].cview(), tape.out[1].cview(), tape.cache[1], dy, tape.grad_a.view());
+    m.nets[high].backward(tape.in[1].cview(), tape.out[1].cview(), tape.cache[1], dy, tape.grad_a.view(), tape.ws);
     // z_L' = L(z_L + z_H + x): x receives d(L input); z_L and z_H are detached.
     tape.grad_b.zero();
-    m.nets[low].backward(tape.in[0].cview(), tape.out[0].cview(), tape.cache[0], tape.grad_a.cview(), tape.grad_b.view());
+    m.nets[low].backward(tape.in[0].cview(), tape.out[0].cview(), tape.cache[0], tape.grad_a.cview(), tape.grad_b.view(), tape.ws);
     Bk::axpy(S(1), as_matrix(tape.grad_b.cview()), as_matrix(dx));
   }
 };

@@ -45,6 +45,7 @@ struct TrmRecursion {
     // cache would add a whole net call's activations to the peak memory.
     std::array<typename M::net_type::Cache, N + 1> cache;
     DynTensor<S, 3, space> sum, grad_a, grad_b;
+    typename M::net_type::Workspace ws;  // scratch of the net calls, one at a time
     bool recorded = false;
   };
 
@@ -65,10 +66,10 @@ struct TrmRecursion {
       for (int i = 0; i < N; ++i) {
         Bk::add(as_matrix(y).as_const(), as_matrix(x), sum);  // (y + x), then z + (y + x): the reference's order
         Bk::add(as_matrix(z).as_const(), sum.as_const(), sum);
-        net.forward(tape.sum.cview(), z, tape.cache[0]);
+        net.forward(tape.sum.cview(), z, tape.cache[0], tape.ws);
       }
       Bk::add(as_matrix(y).as_const(), as_matrix(z).as_const(), sum);
-      net.forward(tape.sum.cview(), y, tape.cache[0]);
+      net.forward(tape.sum.cview(), y, tape.cache[0], tape.ws);
     }
     tape.recorded = record;
     if (!record) return;
@@ -81,10 +82,10 @@ struct TrmRecursion {
       auto in = as_matrix(tape.in[i].view());
       Bk::add(as_matrix(y).as_const(), as_matrix(x), in);
       Bk::add(zin, in.as_const(), in);
-      net.forward(tape.in[i].cview(), tape.out[i].view(), tape.cache[i]);
+      net.forward(tape.in[i].cview(), tape.out[i].view(), tape.cache[i], tape.ws);
     }
     Bk::add(as_matrix(y).as_const(), as_matrix(tape.out[N - 1].cview()), as_matrix(tape.in[N].view()));
-    net.forward(tape.in[N].cview(), tape.out[N].view(), tape.cache[N]);
+    net.forward(tape.in[N].cview(), tape.out[N].view(), tape.cache[N], tape.ws);
     Bk::copy(as_matrix(tape.out[N - 1].cview()), as_matrix(z));
     Bk::copy(as_matrix(tape.out[N].cview()), as_matrix(y));
     (void)sizeof(S);
@@ -104,12 +105,12 @@ struct TrmRecursion {
     tape.grad_b.resize(b, l, d);
     // y_out = net(y_in + z_N): the gradient reaching z_N is d(net input); y_in is detached.
     tape.grad_a.zero();
-    net.backward(tape.in[N].cview(), tape.out[N].cview(), tape.cache[N], dy, tape.grad_a.view());
+    net.backward(tape.in[N].cview(), tape.out[N].cview(), tape.cache[N], dy, tape.grad_a.view(), tape.ws);
     auto* g = &tape.grad_a;  // gradient w.r.t. out[i] (z_{i+1})
     auto* h = &tape.grad_b;
     for (int i = N - 1; i >= 0; --i) {
       h->zero();
-      net.backward(tape.in[i].cview(), tape.out[i].cview(), tape.cache[i], g->cview(), h->view());
+      net.backward(tape.in[i].cview(), tape.out[i].cview(), tape.cache[i], g->cview(), h->view(), tape.ws);
       // in[i] = z_i + y + x: x receives the gradient; z_i = out[i-1] too (for i > 0).
       Bk::axpy(S(1), as_matrix(h->cview()), as_matrix(dx));
       std::swap(g, h);

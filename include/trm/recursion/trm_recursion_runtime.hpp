@@ -52,6 +52,7 @@ struct TrmRecursionRuntime {
     // As TrmRecursion: the unrecorded calls use cache[0] as scratch.
     std::vector<typename M::net_type::Cache> cache;
     DynTensor<S, 3, space> sum, grad_a, grad_b;
+    typename M::net_type::Workspace ws;  // scratch of the net calls, one at a time
     bool recorded = false;
     int recorded_n = 0;  // n of the recorded forward (backward checks it did not change)
     void ensure(int calls) {
@@ -79,10 +80,10 @@ struct TrmRecursionRuntime {
       for (int i = 0; i < N; ++i) {
         Bk::add(as_matrix(y).as_const(), as_matrix(x), sum);  // (y + x), then z + (y + x): the reference's order
         Bk::add(as_matrix(z).as_const(), sum.as_const(), sum);
-        net.forward(tape.sum.cview(), z, tape.cache[0]);
+        net.forward(tape.sum.cview(), z, tape.cache[0], tape.ws);
       }
       Bk::add(as_matrix(y).as_const(), as_matrix(z).as_const(), sum);
-      net.forward(tape.sum.cview(), y, tape.cache[0]);
+      net.forward(tape.sum.cview(), y, tape.cache[0], tape.ws);
     }
     tape.recorded = record;
     tape.recorded_n = N;
@@ -96,10 +97,10 @@ struct TrmRecursionRuntime {
       auto in = as_matrix(tape.in[std::size_t(i)].view());
       Bk::add(as_matrix(y).as_const(), as_matrix(x), in);
       Bk::add(zin, in.as_const(), in);
-      net.forward(tape.in[std::size_t(i)].cview(), tape.out[std::size_t(i)].view(), tape.cache[std::size_t(i)]);
+      net.forward(tape.in[std::size_t(i)].cview(), tape.out[std::size_t(i)].view(), tape.cache[std::size_t(i)], tape.ws);
     }
     Bk::add(as_matrix(y).as_const(), as_matrix(tape.out[std::size_t(N - 1)].cview()), as_matrix(tape.in[std::size_t(N)].view()));
-    net.forward(tape.in[std::size_t(N)].cview(), tape.out[std::size_t(N)].view(), tape.cache[std::size_t(N)]);
+    net.forward(tape.in[std::size_t(N)].cview(), tape.out[std::size_t(N)].view(), tape.cache[std::size_t(N)], tape.ws);
     Bk::copy(as_matrix(tape.out[std::size_t(N - 1)].cview()), as_matrix(z));
     Bk::copy(as_matrix(tape.out[std::size_t(N)].cview()), as_matrix(y));
   }
@@ -118,13 +119,13 @@ struct TrmRecursionRuntime {
     tape.grad_b.resize(b, l, d);
     tape.grad_a.zero();
     net.backward(tape.in[std::size_t(N)].cview(), tape.out[std::size_t(N)].cview(), tape.cache[std::size_t(N)], dy,
-                 tape.grad_a.view());
+                 tape.grad_a.view(), tape.ws);
     auto* g = &tape.grad_a;
     auto* h = &tape.grad_b;
     for (int i = N - 1; i >= 0; --i) {
       h->zero();
       net.backward(tape.in[std::size_t(i)].cview(), tape.out[std::size_t(i)].cview(), tape.cache[std::size_t(i)], g->cview(),
-                   h->view());
+                   h->view(), tape.ws);
       Bk::axpy(S(1), as_matrix(h->cview()), as_matrix(dx));
       std::swap(g, h);
     }

@@ -61,6 +61,7 @@ struct TrmSingleZ {
     std::array<DynTensor<S, 3, space>, N + 1> out;
     std::array<typename M::net_type::Cache, N + 1> cache;
     DynTensor<S, 3, space> sum, grad_a, grad_b;
+    typename M::net_type::Workspace ws;  // scratch of the net calls, one at a time
     bool recorded = false;
   };
 
@@ -78,10 +79,10 @@ struct TrmSingleZ {
     for (int t = 0; t < free_passes; ++t) {
       for (int i = 0; i < N; ++i) {
         Bk::add(as_matrix(y).as_const(), as_matrix(x), sum);
-        net.forward(tape.sum.cview(), y, tape.cache[0]);
+        net.forward(tape.sum.cview(), y, tape.cache[0], tape.ws);
       }
       Bk::copy(as_matrix(y).as_const(), sum);  // z <- net(z): the input is copied, not aliased
-      net.forward(tape.sum.cview(), y, tape.cache[0]);
+      net.forward(tape.sum.cview(), y, tape.cache[0], tape.ws);
     }
     tape.recorded = record;
     if (!record) return;
@@ -90,9 +91,9 @@ struct TrmSingleZ {
     for (int i = 0; i < N; ++i) {
       auto zin = i == 0 ? as_matrix(y).as_const() : as_matrix(tape.out[i - 1].cview());
       Bk::add(zin, as_matrix(x), as_matrix(tape.in[i].view()));
-      net.forward(tape.in[i].cview(), tape.out[i].view(), tape.cache[i]);
+      net.forward(tape.in[i].cview(), tape.out[i].view(), tape.cache[i], tape.ws);
     }
-    net.forward(tape.out[N - 1].cview(), tape.out[N].view(), tape.cache[N]);
+    net.forward(tape.out[N - 1].cview(), tape.out[N].view(), tape.cache[N], tape.ws);
     Bk::copy(as_matrix(tape.out[N].cview()), as_matrix(y));
   }
 
@@ -107,12 +108,12 @@ struct TrmSingleZ {
     tape.grad_a.resize(b, l, d);
     tape.grad_b.resize(b, l, d);
     tape.grad_a.zero();
-    net.backward(tape.out[N - 1].cview(), tape.out[N].cview(), tape.cache[N], dy, tape.grad_a.view());
+    net.backward(tape.out[N - 1].cview(), tape.out[N].cview(), tape.cache[N], dy, tape.grad_a.view(), tape.ws);
     auto* g = &tape.grad_a;  // gradient w.r.t. out[i]
     auto* h = &tape.grad_b;
     for (int i = N - 1; i >= 0; --i) {
       h->zero();
-      net.backward(tape.in[i].cview(), tape.out[i].cview(), tape.cache[i], g->cview(), h->view());
+      net.backward(tape.in[i].cview(), tape.out[i].cview(), tape.cache[i], g->cview(), h->view(), tape.ws);
       Bk::axpy(S(1), as_matrix(h->cview()), as_matrix(dx));  // in[i] = out[i-1] + x
       std::swap(g, h);
     }
@@ -137,6 +138,7 @@ struct TrmMultiScaleZ {
     std::array<DynTensor<S, 3, space>, K + 1> in, out;
     std::array<typename M::net_type::Cache, K + 1> cache;
     DynTensor<S, 3, space> sum, yx, grad_a, grad_b;
+    typename M::net_type::Workspace ws;  // scratch of the net calls, one at a time
     bool recorded = false;
   };
 
@@ -171,10 +173,10 @@ struct TrmMultiScaleZ {
     for (int t = 0; t < free_passes; ++t) {
       for (int i = 0; i < K; ++i) {
         latent_input(sum);
-        net.forward(tape.sum.cview(), zk(i), tape.cache[0]);
+        net.forward(tape.sum.cview(), zk(i), tape.cache[0], tape.ws);
       }
       answer_input(sum);
-      net.forward(tape.sum.cview(), y, tape.cache[0]);
+      net.forward(tape.sum.cview(), y, tape.cache[0], tape.ws);
     }
     tape.recorded = record;
     if (!record) return;
@@ -184,11 +186,11 @@ struct TrmMultiScaleZ {
     }
     for (int i = 0; i < K; ++i) {
       latent_input(as_matrix(tape.in[i].view()));
-      net.forward(tape.in[i].cview(), tape.out[i].view(), tape.cache[i]);
+      net.forward(tape.in[i].cview(), tape.out[i].view(), tape.cache[i], tape.ws);
       Bk::copy(as_matrix(tape.out[i].cview()), as_matrix(zk(i)));  // later sums see the new z_i
     }
     answer_input(as_matrix(tape.in[K].view()));
-    net.forward(tape.in[K].cview(), tape.out[K].view(), tape.cache[K]);
+    net.forward(tape.in[K].cview(), tape.out[K].view(), tape.cache[K], tape.ws);
     Bk::copy(as_matrix(tape.out[K].cview()), as_matrix(y));
   }
 
@@ -205,10 +207,10 @@ struct TrmMultiScaleZ {
     tape.grad_a.resize(b, l, d);
     tape.grad_b.resize(b, l, d);
     tape.grad_a.zero();
-    net.backward(tape.in[K].cview(), tape.out[K].cview(), tape.cache[K], dy, tape.grad_a.view());
+    net.backward(tape.in[K].cview(), tape.out[K].cview(), tape.cache[K], dy, tape.grad_a.view(), tape.ws);
     for (int i = K - 1; i >= 0; --i) {
       tape.grad_b.zero();
-      net.backward(tape.in[i].cview(), tape.out[i].cview(), tape.cache[i], tape.grad_a.cview(), tape.grad_b.view());
+      net.backward(tape.in[i].cview(), tape.out[i].cview(), tape.cache[i], tape.grad_a.cview(), tape.grad_b.view(), tape.ws);
       Bk::axpy(S(1), as_matrix(tape.grad_b.cview()), as_matrix(dx));
       if (i > 0) Bk::axpy(S(1), as_matrix(tape.grad_b.cview()), as_matrix(tape.grad_a.view()));
     }
@@ -233,6 +235,7 @@ struct TrmPartialGradient {
     std::array<DynTensor<S, 3, space>, KRecorded + 1> in, out;
     std::array<typename M::net_type::Cache, KRecorded + 1> cache;
     DynTensor<S, 3, space> sum, grad_a, grad_b;
+    typename M::net_type::Workspace ws;  // scratch of the net calls, one at a time
     bool recorded = false;
   };
 
@@ -248,11 +251,11 @@ struct TrmPartialGradient {
     auto latent_update = [&] {
       Bk::add(as_matrix(y).as_const(), as_matrix(x), sum);  // z + (y + x), the reference's order
       Bk::add(as_matrix(z).as_const(), sum.as_const(), sum);
-      net.forward(tape.sum.cview(), z, tape.cache[0]);
+      net.forward(tape.sum.cview(), z, tape.cache[0], tape.ws);
     };
     auto answer_update = [&] {
       Bk::add(as_matrix(y).as_const(), as_matrix(z).as_const(), sum);
-      net.forward(tape.sum.cview(), y, tape.cache[0]);
+      net.forward(tape.sum.cview(), y, tape.cache[0], tape.ws);
     };
     // Unrecorded calls: all of them, or (record) all but the last k latent updates of the last
     // pass and its answer update.
@@ -272,10 +275,10 @@ struct TrmPartialGradient {
       auto in = as_matrix(tape.in[i].view());
       Bk::add(as_matrix(y).as_const(), as_matrix(x), in);
       Bk::add(zin, in.as_const(), in);
-      net.forward(tape.in[i].cview(), tape.out[i].view(), tape.cache[i]);
+      net.forward(tape.in[i].cview(), tape.out[i].view(), tape.cache[i], tape.ws);
     }
     Bk::add(as_matrix(y).as_const(), as_matrix(tape.out[KRecorded - 1].cview()), as_matrix(tape.in[KRecorded].view()));
-    net.forward(tape.in[KRecorded].cview(), tape.out[KRecorded].view(), tape.cache[KRecorded]);
+    net.forward(tape.in[KRecorded].cview(), tape.out[KRecorded].view(), tape.cache[KRecorded], tape.ws);
     Bk::copy(as_matrix(tape.out[KRecorded - 1].cview()), as_matrix(z));
     Bk::copy(as_matrix(tape.out[KRecorded].cview()), as_matrix(y));
   }
@@ -291,12 +294,12 @@ struct TrmPartialGradient {
     tape.grad_a.resize(b, l, d);
     tape.grad_b.resize(b, l, d);
     tape.grad_a.zero();
-    net.backward(tape.in[KRecorded].cview(), tape.out[KRecorded].cview(), tape.cache[KRecorded], dy, tape.grad_a.view());
+    net.backward(tape.in[KRecorded].cview(), tape.out[KRecorded].cview(), tape.cache[KRecorded], dy, tape.grad_a.view(), tape.ws);
     auto* g = &tape.grad_a;
     auto* h = &tape.grad_b;
     for (int i = KRecorded - 1; i >= 0; --i) {
       h->zero();
-      net.backward(tape.in[i].cview(), tape.out[i].cview(), tape.cache[i], g->cview(), h->view());
+      net.backward(tape.in[i].cview(), tape.out[i].cview(), tape.cache[i], g->cview(), h->view(), tape.ws);
       Bk::axpy(S(1), as_matrix(h->cview()), as_matrix(dx));
       std::swap(g, h);
     }
