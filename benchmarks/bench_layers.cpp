@@ -156,7 +156,7 @@ double attention_fwd_flops(double batch, double seq) {
          + 2.0 * 2.0 * batch * seq * seq * kHidden;  // scores q k^T and P v, all heads
 }
 
-// One iteration = layer.forward(x, y, cache) + layer.backward(x, y, cache, dy, dx).
+// One iteration = layer.forward(x, y, cache, ws) + layer.backward(x, y, cache, dy, dx, ws).
 template <class L>
 void run_layer(benchmark::State& st, L& layer, index_t batch, index_t seq, double fwd_flops) {
   Rng rng(42);
@@ -166,9 +166,10 @@ void run_layer(benchmark::State& st, L& layer, index_t batch, index_t seq, doubl
   fill_uniform(dy.span(), rng);
   dx.zero();
   typename L::Cache cache;
+  typename L::Workspace ws;
   flop_loop(st, 3.0 * fwd_flops, [&] {
-    layer.forward(x.cview(), y.view(), cache);
-    layer.backward(x.cview(), y.cview(), cache, dy.cview(), dx.view());
+    layer.forward(x.cview(), y.view(), cache, ws);
+    layer.backward(x.cview(), y.cview(), cache, dy.cview(), dx.view(), ws);
   });
   // Activations read or written at least once per iteration (x, y, dy, dx): a floor on the traffic.
   st.SetBytesProcessed(int64_t(st.iterations()) * 4 * x.size() * int64_t(sizeof(float)));

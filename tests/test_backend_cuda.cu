@@ -648,12 +648,14 @@ void compare_layer(const std::string& name, LH& host, LD& dev, const std::array<
   auto dy_d = to_device(dy);
   auto dx_d = to_device(dx);
   typename LH::Cache ch;
+  typename LH::Workspace wsh;
   typename LD::Cache cd;
-  host.forward(x.cview(), y.view(), ch);
-  dev.forward(x_d.cview(), y_d.view(), cd);
+  typename LD::Workspace wsd;
+  host.forward(x.cview(), y.view(), ch, wsh);
+  dev.forward(x_d.cview(), y_d.view(), cd, wsd);
   check_close_normwise(name + ": forward output", y_d, y, tol);
-  host.backward(x.cview(), y.cview(), ch, dy.cview(), dx.view());
-  dev.backward(x_d.cview(), y_d.cview(), cd, dy_d.cview(), dx_d.view());
+  host.backward(x.cview(), y.cview(), ch, dy.cview(), dx.view(), wsh);
+  dev.backward(x_d.cview(), y_d.cview(), cd, dy_d.cview(), dx_d.view(), wsd);
   check_close_normwise(name + ": input gradient", dx_d, dx, tol);
   auto hp = params_of(host);
   auto dp = params_of(dev);
@@ -787,14 +789,16 @@ TEST_CASE_TEMPLATE("Embedding on cuda (ids on the device) matches its reference 
   auto y = filled<T, 2>({23, 16}, nan_v<T>);
   auto y_d = to_device(y);
   typename host_twin<LD>::Cache ch;
+  typename host_twin<LD>::Workspace wsh;
   typename LD::Cache cd;
-  host.forward(ids.cview(), y.view(), ch);
-  dev.forward(ids_d.cview(), y_d.view(), cd);
+  typename LD::Workspace wsd;
+  host.forward(ids.cview(), y.view(), ch, wsh);
+  dev.forward(ids_d.cview(), y_d.view(), cd, wsd);
   check_equal("Embedding forward", y_d, y);
   auto dy = random_tensor<T, 2>({23, 16}, rng);
   auto dy_d = to_device(dy);
-  host.backward(ids.cview(), y.cview(), ch, dy.cview());
-  dev.backward(ids_d.cview(), y_d.cview(), cd, dy_d.cview());
+  host.backward(ids.cview(), y.cview(), ch, dy.cview(), wsh);
+  dev.backward(ids_d.cview(), y_d.cview(), cd, dy_d.cview(), wsd);
   check_close_normwise("Embedding weight gradient", dev.weight.grad, host.weight.grad, Tol<T>::layer);
 }
 

@@ -1,13 +1,19 @@
 // Layer forward passes checked against values computed by hand on tiny cases, on both host
-// backends, plus the SwiGLU intermediate-size rule (SPEC §1.4/§1.5) and the shape errors of the
-// layers (they name the layer, the argument and both shapes).
+// backends, plus the SwiGLU intermediate-size rule (SPEC §1.4/§1.5), the shape errors of the
+// layers (they name the layer, the argument and both shapes), and the layer contract: every layer
+// is a trm::Layer, and one const layer runs on two threads at once (each with its own Cache and
+// Workspace) with results bit-identical to a single-threaded run.
 //
 // Tolerance: doctest::Approx epsilon 1e-6 for float (a handful of roundings of O(1) values, ~8 ulp)
 // and 1e-12 for double; exact comparisons where the layer only copies or multiplies by 1.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstring>
+#include <latch>
 #include <limits>
+#include <thread>
 #include <trm/trm.hpp>
 #include <vector>
 
@@ -53,7 +59,8 @@ TEST_CASE_TEMPLATE("Linear with bias on a 2x2 case", C, TRM_NN_CONFIGS) {
   x(1, 0) = 2, x(1, 1) = -1;
   fill_nan(y);
   typename decltype(lin)::Cache c;
-  lin.forward(x.cview(), y.view(), c);
+  typename decltype(lin)::Workspace ws;
+  lin.forward(x.cview(), y.view(), c, ws);
   // y = x W^T + b: [1 + 2, 3 + 4] + b = [3.5, 6]; [2 - 2, 6 - 4] + b = [0.5, 1]
   CHECK(y(0, 0) == T(3.5));
   CHECK(y(0, 1) == T(6));
@@ -65,7 +72,8 @@ TEST_CASE_TEMPLATE("Linear with bias on a 2x2 case", C, TRM_NN_CONFIGS) {
   DynTensor<T, 2> x3(1, 3), y1(1, 1);
   x3(0, 0) = 1, x3(0, 1) = 2, x3(0, 2) = 4;
   typename decltype(plain)::Cache c2;
-  plain.forward(x3.cview(), y1.view(), c2);
+  typename decltype(plain)::Workspace ws2;
+  plain.forward(x3.cview(), y1.view(), c2, ws2);
   CHECK(y1(0, 0) == T(1));
   CHECK(count_parameters(lin) == 6);
   CHECK(count_parameters(plain) == 3);
@@ -83,7 +91,8 @@ TEST_CASE_TEMPLATE("Embedding: rows of the table, scaled", C, TRM_NN_CONFIGS) {
   DynTensor<T, 2> y(4, 4);
   fill_nan(y);
   typename decltype(emb)::Cache c;
-  emb.forward(idv, y.view(), c);
+  typename decltype(emb)::Workspace ws;
+  emb.forward(idv, y.view(), c, ws);
   for (index_t r = 0; r < 4; ++r)
     for (index_t j = 0; j < 4; ++j) CHECK(y(r, j) == T(2 * (10 * ids[std::size_t(r)] + j)));
   CHECK(emb.scale == T(2));
@@ -100,7 +109,8 @@ TEST_CASE_TEMPLATE("RmsNorm over the hidden axis and over the sequence axis", C,
     x(0, 0, 0) = 3, x(0, 0, 1) = 4, x(0, 1, 0) = 1, x(0, 1, 1) = -1;
     fill_nan(y);
     typename decltype(norm)::Cache c;
-    norm.forward(x.cview(), y.view(), c);
+    typename decltype(norm)::Workspace ws;
+    norm.forward(x.cview(), y.view(), c, ws);
     const double r0 = 1 / std::sqrt(12.5 + eps), r1 = 1 / std::sqrt(1 + eps);
     CHECK(c.rstd(0) == doctest::Approx(r0).epsilon(eps_v<T>));
     CHECK(c.rstd(1) == doctest::Approx(r1).epsilon(eps_v<T>));
@@ -117,7 +127,8 @@ TEST_CASE_TEMPLATE("RmsNorm over the hidden axis and over the sequence axis", C,
     x(0, 0, 0) = 3, x(0, 1, 0) = 4, x(0, 0, 1) = 1, x(0, 1, 1) = -1;
     fill_nan(y);
     typename decltype(norm)::Cache c;
-    norm.forward(x.cview(), y.view(), c);
+    typename decltype(norm)::Workspace ws;
+    norm.forward(x.cview(), y.view(), c, ws);
     const double r0 = 1 / std::sqrt(12.5 + eps), r1 = 1 / std::sqrt(1 + eps);
     CHECK(c.rstd(0) == doctest::Approx(r0).epsilon(eps_v<T>));  // channel 0
     CHECK(c.rstd(1) == doctest::Approx(r1).epsilon(eps_v<T>));  // channel 1
@@ -134,7 +145,8 @@ TEST_CASE_TEMPLATE("RmsNorm over the hidden axis and over the sequence axis", C,
     DynTensor<T, 3> x(2, 3, 4), y(2, 3, 4);
     fill_uniform(x.span(), rng);
     typename decltype(norm)::Cache c;
-    norm.forward(x.cview(), y.view(), c);
+    typename decltype(norm)::Workspace ws;
+    norm.forward(x.cview(), y.view(), c, ws);
     for (index_t b = 0; b < 2; ++b)
       for (index_t d = 0; d < 4; ++d) {
         double ms = 0, xs = 0;
@@ -186,7 +198,8 @@ TEST_CASE_TEMPLATE("SwiGlu forward on a hand-built case", C, TRM_NN_CONFIGS) {
   x(0, 1, 0) = -2, x(0, 1, 1) = 3;  // h_0 = silu(-2) * 3
   fill_nan(y);
   typename decltype(mlp)::Cache c;
-  mlp.forward(x.cview(), y.view(), c);
+  typename decltype(mlp)::Workspace ws;
+  mlp.forward(x.cview(), y.view(), c, ws);
   const double silu1 = 0.7310585786300049, silu_m2 = -0.2384058440442351;
   CHECK(y(0, 0, 0) == doctest::Approx(2 * silu1).epsilon(eps_v<T>));
   CHECK(y(0, 0, 1) == doctest::Approx(4 * silu1).epsilon(eps_v<T>));
@@ -242,7 +255,8 @@ TEST_CASE_TEMPLATE("SelfAttention: zero weights give zeros; one position gives v
     fill_uniform(x.span(), rng);
     fill_nan(y);
     typename decltype(attn)::Cache c;
-    attn.forward(x.cview(), y.view(), c);
+    typename decltype(attn)::Workspace ws;
+    attn.forward(x.cview(), y.view(), c, ws);
     for (auto v : y.span()) CHECK(v == T(0));
     // Zero scores: uniform attention over the 3 positions.
     for (index_t i = 0; i < c.probs.extent(0); ++i)
@@ -269,7 +283,8 @@ TEST_CASE_TEMPLATE("SelfAttention: zero weights give zeros; one position gives v
     fill_uniform(x.span(), rng);
     fill_nan(y);
     typename decltype(attn)::Cache c;
-    attn.forward(x.cview(), y.view(), c);
+    typename decltype(attn)::Workspace ws;
+    attn.forward(x.cview(), y.view(), c, ws);
     for (index_t b = 0; b < 3; ++b)
       for (index_t j = 0; j < H; ++j)
         CHECK(double(y(b, 0, j)) == doctest::Approx(expected_v_projection(attn, x, b, 0, j)).epsilon(10 * eps_v<T>));
@@ -286,7 +301,8 @@ TEST_CASE_TEMPLATE("SelfAttention: zero weights give zeros; one position gives v
     for (index_t b = 0; b < 2; ++b)
       for (index_t i = 0; i < H; ++i) xmean(b, 0, i) = T((double(x(b, 0, i)) + x(b, 1, i) + x(b, 2, i)) / 3);
     typename decltype(attn)::Cache c;
-    attn.forward(x.cview(), y.view(), c);
+    typename decltype(attn)::Workspace ws;
+    attn.forward(x.cview(), y.view(), c, ws);
     for (index_t b = 0; b < 2; ++b)
       for (index_t s = 0; s < 3; ++s)
         for (index_t j = 0; j < H; ++j)
@@ -299,67 +315,184 @@ TEST_CASE_TEMPLATE("Layers reject wrong shapes naming the layer, the argument an
   {
     SwiGlu<8, 4, float, Bk> mlp;
     typename decltype(mlp)::Cache c;
+    typename decltype(mlp)::Workspace ws;
     DynTensor<float, 3> x(2, 5, 7), y(2, 5, 8), x8(2, 5, 8), y9(2, 5, 9);
     x.zero();
     x8.zero();
-    CHECK_THROWS_CONTAINING(mlp.forward(x.cview(), y.view(), c), ShapeError, "SwiGlu", "input", "[2, 5, 8]",
+    CHECK_THROWS_CONTAINING(mlp.forward(x.cview(), y.view(), c, ws), ShapeError, "SwiGlu", "input", "[2, 5, 8]",
                             "[2, 5, 7]");
-    CHECK_THROWS_CONTAINING(mlp.forward(x8.cview(), y9.view(), c), ShapeError, "SwiGlu", "output", "[2, 5, 8]",
+    CHECK_THROWS_CONTAINING(mlp.forward(x8.cview(), y9.view(), c, ws), ShapeError, "SwiGlu", "output", "[2, 5, 8]",
                             "[2, 5, 9]");
     // The matrix overload (used by TokenMlp) names the matrix shapes.
     DynTensor<float, 2> xm(3, 7), ym(3, 8);
     xm.zero();
-    CHECK_THROWS_CONTAINING(mlp.forward(xm.cview(), ym.view(), c), ShapeError, "SwiGlu", "input", "[3, 8]", "[3, 7]");
+    CHECK_THROWS_CONTAINING(mlp.forward(xm.cview(), ym.view(), c, ws), ShapeError, "SwiGlu", "input", "[3, 8]",
+                            "[3, 7]");
   }
   {
     Linear<4, 3, false, float, Bk> lin;
     typename decltype(lin)::Cache c;
+    typename decltype(lin)::Workspace ws;
     DynTensor<float, 2> x(2, 5), y(2, 3), x4(2, 4), y2(2, 2);
     x.zero();
     x4.zero();
-    CHECK_THROWS_CONTAINING(lin.forward(x.cview(), y.view(), c), ShapeError, "Linear", "input", "[2, 4]", "[2, 5]");
-    CHECK_THROWS_CONTAINING(lin.forward(x4.cview(), y2.view(), c), ShapeError, "Linear", "output", "[2, 3]",
+    CHECK_THROWS_CONTAINING(lin.forward(x.cview(), y.view(), c, ws), ShapeError, "Linear", "input", "[2, 4]", "[2, 5]");
+    CHECK_THROWS_CONTAINING(lin.forward(x4.cview(), y2.view(), c, ws), ShapeError, "Linear", "output", "[2, 3]",
                             "[2, 2]");
   }
   {
     SelfAttention<8, 2, float, Bk> attn;
     typename decltype(attn)::Cache c;
+    typename decltype(attn)::Workspace ws;
     DynTensor<float, 3> x(2, 3, 6), y(2, 3, 8), x8(2, 3, 8), y4(2, 4, 8);
     x.zero();
     x8.zero();
-    CHECK_THROWS_CONTAINING(attn.forward(x.cview(), y.view(), c), ShapeError, "SelfAttention", "input",
+    CHECK_THROWS_CONTAINING(attn.forward(x.cview(), y.view(), c, ws), ShapeError, "SelfAttention", "input",
                             "[2, 3, 8]", "[2, 3, 6]");
-    CHECK_THROWS_CONTAINING(attn.forward(x8.cview(), y4.view(), c), ShapeError, "SelfAttention", "output",
+    CHECK_THROWS_CONTAINING(attn.forward(x8.cview(), y4.view(), c, ws), ShapeError, "SelfAttention", "output",
                             "[2, 3, 8]", "[2, 4, 8]");
     // Inside a Block, the mixer's check fires first.
     Block<SelfAttention<8, 2, float, Bk>, SwiGlu<8, 4, float, Bk>> block;
     typename decltype(block)::Cache bc;
+    typename decltype(block)::Workspace bws;
     DynTensor<float, 3> by(2, 3, 6);
-    CHECK_THROWS_CONTAINING(block.forward(x.cview(), by.view(), bc), ShapeError, "SelfAttention", "input",
+    CHECK_THROWS_CONTAINING(block.forward(x.cview(), by.view(), bc, bws), ShapeError, "SelfAttention", "input",
                             "[2, 3, 8]", "[2, 3, 6]");
   }
   {
     TokenMlp<5, 4, float, Bk> tok;
     typename decltype(tok)::Cache c;
+    typename decltype(tok)::Workspace ws;
     DynTensor<float, 3> x(2, 4, 3), y(2, 4, 3);
     x.zero();
-    CHECK_THROWS_CONTAINING(tok.forward(x.cview(), y.view(), c), ShapeError, "TokenMlp", "input", "[2, 5, 3]",
+    CHECK_THROWS_CONTAINING(tok.forward(x.cview(), y.view(), c, ws), ShapeError, "TokenMlp", "input", "[2, 5, 3]",
                             "[2, 4, 3]");
   }
   {
     RmsNorm<NormAxis::hidden, float, Bk> norm;
     typename decltype(norm)::Cache c;
+    typename decltype(norm)::Workspace ws;
     DynTensor<float, 3> x(1, 2, 2), y(1, 2, 3);
     x.zero();
-    CHECK_THROWS_CONTAINING(norm.forward(x.cview(), y.view(), c), ShapeError, "RmsNorm", "output", "[1, 2, 2]",
+    CHECK_THROWS_CONTAINING(norm.forward(x.cview(), y.view(), c, ws), ShapeError, "RmsNorm", "output", "[1, 2, 2]",
                             "[1, 2, 3]");
   }
   {
     Embedding<4, 3, float, Bk> emb;
     typename decltype(emb)::Cache c;
+    typename decltype(emb)::Workspace ws;
     std::vector<std::int32_t> ids{0, 1, 2};
     DynTensor<float, 2> y(3, 2);
-    CHECK_THROWS_CONTAINING(emb.forward(CVectorView<std::int32_t>(ids.data(), DynExtents<1>{3}), y.view(), c),
+    CHECK_THROWS_CONTAINING(emb.forward(CVectorView<std::int32_t>(ids.data(), DynExtents<1>{3}), y.view(), c, ws),
                             ShapeError, "Embedding", "output", "[3, 3]", "[3, 2]");
+  }
+}
+
+// ---- the layer contract ----------------------------------------------------------------------
+namespace {
+template <class T, class Bk>
+constexpr bool all_layers_v =
+    Layer<Linear<4, 3, false, T, Bk>> && Layer<Linear<4, 2, true, T, Bk>> && Layer<RmsNorm<NormAxis::hidden, T, Bk>> &&
+    Layer<RmsNorm<NormAxis::sequence, T, Bk>> && Layer<SwiGlu<8, 4, T, Bk>> && Layer<TokenMlp<5, 4, T, Bk>> &&
+    Layer<SelfAttention<8, 2, T, Bk>> && Layer<ResidualNorm<SelfAttention<8, 2, T, Bk>>> &&
+    Layer<ResidualNorm<SwiGlu<8, 4, T, Bk>>> && Layer<Block<TokenMlp<5, 4, T, Bk>, SwiGlu<8, 4, T, Bk>>> &&
+    Layer<Block<SelfAttention<8, 2, T, Bk>, SwiGlu<8, 4, T, Bk>>> &&
+    Layer<Stack<Block<TokenMlp<5, 4, T, Bk>, SwiGlu<8, 4, T, Bk>>, 2>> &&
+    Layer<Stack<Block<SelfAttention<8, 2, T, Bk>, SwiGlu<8, 4, T, Bk>>, 3>>;
+}  // namespace
+static_assert(all_layers_v<float, reference> && all_layers_v<double, reference> && all_layers_v<float, cpu> &&
+              all_layers_v<double, cpu>);
+// A layer's forward is const: a const layer can run it.
+static_assert(requires(const Block<TokenMlp<5, 4>, SwiGlu<8, 4>>& b, Block<TokenMlp<5, 4>, SwiGlu<8, 4>>::Cache& c,
+                       Block<TokenMlp<5, 4>, SwiGlu<8, 4>>::Workspace& ws, CTensor3View<float> x, Tensor3View<float> y) {
+  b.forward(x, y, c, ws);
+});
+
+namespace {
+template <class Tn>
+bool bit_equal(const Tn& a, const Tn& b) {
+  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.bytes()) == 0;
+}
+
+// Runs `layer` (through a const reference) on two threads at once, each on its own input with its
+// own Cache and Workspace, `iterations` times, and checks every output bit for bit against a
+// single-threaded run. Then each thread's last Cache drives a backward (on this thread), which
+// must give the single-threaded input gradient bit for bit.
+template <class L>
+void check_two_threads(L& layer, index_t b, index_t s, index_t d, Rng& rng) {
+  using T = typename L::scalar_type;
+  constexpr int threads = 2, iterations = 200;
+  const L& shared = layer;
+  std::vector<DynTensor<T, 3>> x, y_ref, dy, dx_ref;
+  for (int t = 0; t < threads; ++t) {
+    x.emplace_back(b, s, d);
+    dy.emplace_back(b, s, d);
+    fill_uniform(x.back().span(), rng);
+    fill_uniform(dy.back().span(), rng);
+  }
+  auto backward_dx = [&](int t, const DynTensor<T, 3>& y, const typename L::Cache& c) {
+    DynTensor<T, 3> dx(b, s, d);
+    dx.zero();
+    typename L::Workspace ws;
+    layer.backward(x[t].cview(), y.cview(), c, dy[t].cview(), dx.view(), ws);
+    return dx;
+  };
+  for (int t = 0; t < threads; ++t) {  // the single-threaded run
+    typename L::Cache c;
+    typename L::Workspace ws;
+    y_ref.emplace_back(b, s, d);
+    shared.forward(x[t].cview(), y_ref.back().view(), c, ws);
+    dx_ref.push_back(backward_dx(t, y_ref.back(), c));
+  }
+  std::vector<typename L::Cache> caches(threads);
+  std::vector<DynTensor<T, 3>> y_last;
+  for (int t = 0; t < threads; ++t) y_last.emplace_back(b, s, d);
+  std::atomic<int> mismatches{0}, failures{0};
+  std::latch start(threads);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      try {
+        typename L::Workspace ws;  // one per thread, reused across its calls
+        start.arrive_and_wait();
+        for (int it = 0; it < iterations; ++it) {
+          fill_nan(y_last[t]);
+          shared.forward(x[t].cview(), y_last[t].view(), caches[t], ws);
+          if (!bit_equal(y_last[t], y_ref[t])) ++mismatches;
+        }
+      } catch (...) {
+        ++failures;
+      }
+    });
+  for (auto& th : pool) th.join();
+  CHECK(failures.load() == 0);
+  CHECK(mismatches.load() == 0);
+  for (int t = 0; t < threads; ++t) {
+    CHECK(bit_equal(y_last[t], y_ref[t]));
+    CHECK(bit_equal(backward_dx(t, y_last[t], caches[t]), dx_ref[t]));
+  }
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE("A const Block runs on two threads at once, bit-identical to one thread", Bk, reference, cpu) {
+  Rng rng(21);
+  SUBCASE("token-MLP mixer, keeping the SwiGLU's cache") {
+    Block<TokenMlp<5, 4, float, Bk>, SwiGlu<8, 4, float, Bk>> block;
+    block.init(rng);
+    check_two_threads(block, 3, 5, 8, rng);
+  }
+  SUBCASE("token-MLP mixer, recomputing it in blocks of rows (the Workspace's chunk path)") {
+    Block<TokenMlp<5, 4, float, Bk>, SwiGlu<8, 4, float, Bk>> block;
+    block.init(rng);
+    block.mixer.keep_rows_max = 0;
+    block.mixer.chunk_rows = 7;  // 24 rows of [B*D, S] in 4 blocks of 6
+    check_two_threads(block, 3, 5, 8, rng);
+  }
+  SUBCASE("attention mixer with RoPE") {
+    Block<SelfAttention<8, 2, float, Bk>, SwiGlu<8, 4, float, Bk>> block;
+    block.init(rng);
+    RotaryEmbedding<4, float, Bk> rope(8);
+    block.mixer.inner.rope = &rope;
+    check_two_threads(block, 3, 5, 8, rng);
   }
 }

@@ -17,11 +17,12 @@ TEST_CASE_TEMPLATE("Linear gradients (with and without bias)", Bk, reference, cp
     test::fill_random(w.span(), rng);
     dx.zero();
     typename L::Cache c;
-    layer.forward(x.cview(), y.view(), c);
-    layer.backward(x.cview(), y.cview(), c, w.cview(), dx.view());
+    typename L::Workspace ws;
+    layer.forward(x.cview(), y.view(), c, ws);
+    layer.backward(x.cview(), y.cview(), c, w.cview(), dx.view(), ws);
     auto loss = [&] {
       typename L::Cache cc;
-      layer.forward(x.cview(), y.view(), cc);
+      layer.forward(x.cview(), y.view(), cc, ws);
       double acc = 0;
       for (index_t i = 0; i < y.size(); ++i) acc += y.data()[i] * w.data()[i];
       return acc;
@@ -51,11 +52,12 @@ TEST_CASE_TEMPLATE("Embedding gradient accumulates scaled rows, repeated ids inc
   test::fill_random(w.span(), rng);
   CVectorView<std::int32_t> idv(ids.data(), DynExtents<1>{5});
   typename decltype(emb)::Cache c;
-  emb.forward(idv, y.view(), c);
+  typename decltype(emb)::Workspace ws;
+  emb.forward(idv, y.view(), c, ws);
   CHECK(y(0, 1) == doctest::Approx(2.5 * emb.weight.value(3, 1)));
-  emb.backward(idv, y.cview(), c, w.cview());
+  emb.backward(idv, y.cview(), c, w.cview(), ws);
   auto loss = [&] {
-    emb.forward(idv, y.view(), c);
+    emb.forward(idv, y.view(), c, ws);
     double acc = 0;
     for (index_t i = 0; i < y.size(); ++i) acc += y.data()[i] * w.data()[i];
     return acc;
@@ -66,7 +68,8 @@ TEST_CASE_TEMPLATE("Embedding gradient accumulates scaled rows, repeated ids inc
   INFO(r.worst);
   CHECK(r.max_rel_error < grad_tolerance);
   std::vector<std::int32_t> bad{7};
-  CHECK_THROWS_WITH_AS(emb.forward(CVectorView<std::int32_t>(bad.data(), DynExtents<1>{1}), rows(y.view(), 0, 1), c),
+  CHECK_THROWS_WITH_AS(emb.forward(CVectorView<std::int32_t>(bad.data(), DynExtents<1>{1}), rows(y.view(), 0, 1), c,
+                                   ws),
                        doctest::Contains("out of range [0, 7)"), ValueError);
 }
 

@@ -241,13 +241,14 @@ TEST_CASE("HrmRecursion<2,3>: gradient through the last L and H calls only; fini
     DynTensor<double, 3> x(2, a.total_len, a.hidden), in(2, a.total_len, a.hidden);
     a.embed(batch, x.view());
     typename decltype(a)::net_type::Cache cache;
+    typename decltype(a)::net_type::Workspace ws;
     auto L = [&] {
       for (index_t i = 0; i < in.size(); ++i) in.data()[i] = c1.z.data()[i] + (c1.y.data()[i] + x.data()[i]);
-      a.nets[1].forward(in.cview(), c1.z.view(), cache);
+      a.nets[1].forward(in.cview(), c1.z.view(), cache, ws);
     };
     auto H = [&] {
       for (index_t i = 0; i < in.size(); ++i) in.data()[i] = c1.y.data()[i] + c1.z.data()[i];
-      a.nets[0].forward(in.cview(), c1.y.view(), cache);
+      a.nets[0].forward(in.cview(), c1.y.view(), cache, ws);
     };
     L(), L(), L(), H(), L(), L();
   }
@@ -326,13 +327,14 @@ TEST_CASE("TrmOneStepGradient<3,2>: gradient through the last latent and the ans
     DynTensor<double, 3> x(2, a.total_len, a.hidden), in(2, a.total_len, a.hidden);
     a.embed(batch, x.view());
     typename decltype(a)::net_type::Cache cache;
+    typename decltype(a)::net_type::Workspace ws;
     auto zup = [&] {
       for (index_t i = 0; i < in.size(); ++i) in.data()[i] = c1.z.data()[i] + (c1.y.data()[i] + x.data()[i]);
-      a.nets[0].forward(in.cview(), c1.z.view(), cache);
+      a.nets[0].forward(in.cview(), c1.z.view(), cache, ws);
     };
     auto yup = [&] {
       for (index_t i = 0; i < in.size(); ++i) in.data()[i] = c1.y.data()[i] + c1.z.data()[i];
-      a.nets[0].forward(in.cview(), c1.y.view(), cache);
+      a.nets[0].forward(in.cview(), c1.y.view(), cache, ws);
     };
     zup(), zup(), zup(), yup(), zup(), zup();
   }

@@ -9,6 +9,7 @@ struct TypesOnly {
   using input_view = trm::CTensor3View<float>;
   using output_view = trm::Tensor3View<float>;
   struct Cache {};
+  struct Workspace {};
 };
 
 trm::Block<trm::SelfAttention<8, 2>, TypesOnly> block;

@@ -57,18 +57,19 @@ GradCheckResult gradcheck_sequence_layer(L& layer, index_t b, index_t s, index_t
   fill_random(x.span(), rng, x_scale);
   fill_random(w.span(), rng);
   typename L::Cache cache;
+  typename L::Workspace ws;
   auto loss = [&]() {
     typename L::Cache c;
-    layer.forward(x.cview(), y.view(), c);
+    layer.forward(x.cview(), y.view(), c, ws);  // the workspace is reused, as callers do
     double acc = 0;
     for (index_t i = 0; i < y.size(); ++i) acc += y.data()[i] * w.data()[i];
     return acc;
   };
   layer.for_each_parameter([](const std::string&, auto& p) { p.zero_grad(); });
-  layer.forward(x.cview(), y.view(), cache);
+  layer.forward(x.cview(), y.view(), cache, ws);
   const double dx_init = 0.25;
   for (auto& v : dx.span()) v = dx_init;
-  layer.backward(x.cview(), y.cview(), cache, w.cview(), dx.view());
+  layer.backward(x.cview(), y.cview(), cache, w.cview(), dx.view(), ws);
   std::vector<double> analytic(dx.span().begin(), dx.span().end());
   for (auto& v : analytic) v -= dx_init;
   GradCheckResult result;

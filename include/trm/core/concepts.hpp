@@ -73,23 +73,46 @@ concept Backend = requires {
       B::template sum_rows<float>(c, v, true);
     };
 
-// A layer: named parameters, a per-call cache, forward that fills it, and backward that consumes it,
-// adds into the input gradient and accumulates parameter gradients. The same weights may run many
-// times in one step (TRM: 21 calls), each call with its own cache.
-//   forward(x, y, cache)               y = f(x)
-//   backward(x, y, cache, dy, dx)      dx += (df/dx)^T dy; parameter grads += (df/dtheta)^T dy
+// A layer: parameters and configuration, a per-call Cache and a per-thread Workspace.
+//
+//   typename L::Cache      What backward needs from one forward call, beyond that call's input and
+//                          output (which the caller keeps and passes back). One Cache per recorded
+//                          call: the same weights may run many times in one step (TRM: 21 calls,
+//                          n+1 = 7 recorded), each recorded call with its own Cache. A Cache lives
+//                          from its forward to its backward, so it holds nothing else: no scratch.
+//   typename L::Workspace  Scratch of one call at a time (forward or backward), reused across calls
+//                          so that a training step stops allocating after the first. It carries
+//                          nothing from one call to the next (a backward may use another Workspace
+//                          than its forward did). May be an empty struct. A caller keeps one
+//                          Workspace per thread that runs the layer (a recursion tape keeps one for
+//                          its nets: the calls of a step run one after another). A composite
+//                          layer's Workspace holds those of its parts.
+//   clayer.forward(x, y, cache, ws)            y = f(x). Const: writes y, cache and ws only.
+//   layer.backward(x, y, ccache, dy, dx, ws)   dx += (df/dx)^T dy (an empty dx skips the input
+//                                              gradient); parameter grads += (df/dtheta)^T dy.
+//                                              Non-const: it accumulates the parameter gradients.
+//                                              Writes dx, the parameter gradients and ws only.
+// Both structs are default-constructible: callers create them empty, the layer sizes them.
+//
+// Layers hold parameters and configuration only: no scratch members, nothing `mutable`. Hence a
+// const layer (and a const Model) can run forward on several threads at once, each thread with
+// its own Caches and Workspace, as far as the backend allows (the host backends do; trm::cuda's
+// ops are for one host thread at a time, docs/CUDA.md). Backward, which writes the parameter
+// gradients, runs on one thread at a time.
 template <class L>
 concept Layer = requires {
   typename L::scalar_type;
   typename L::backend_type;
   typename L::Cache;
+  typename L::Workspace;
   typename L::input_view;
   typename L::output_view;
 } && Scalar<typename L::scalar_type> && Backend<typename L::backend_type> &&
+    std::default_initializable<typename L::Cache> && std::default_initializable<typename L::Workspace> &&
     requires(L& layer, const L& clayer, typename L::Cache& cache, const typename L::Cache& ccache,
-             typename L::input_view in, typename L::output_view out) {
-      clayer.forward(in, out, cache);
-      layer.backward(in, in, ccache, in, out);
+             typename L::Workspace& ws, typename L::input_view in, typename L::output_view out) {
+      clayer.forward(in, out, cache, ws);
+      layer.backward(in, in, ccache, in, out, ws);
     };
 
 }  // namespace trm

@@ -300,8 +300,14 @@ class Model {
   }
 
   // ---- heads ----------------------------------------------------------------------------------
+  // What heads_backward needs from heads, plus the heads' scratch (a Solver or Trainer keeps one).
   struct HeadCache {
     DynTensor<T, 2, space> q_input;  // y[:, 0] rows, [B, D]
+    typename decltype(lm_head)::Cache lm_cache;
+    typename decltype(q_head)::Cache q_cache;
+    typename decltype(lm_head)::Workspace lm_ws;
+    typename decltype(q_head)::Workspace q_ws;
+    DynTensor<T, 2, space> dq_input;  // heads_backward's scratch: the gradient of q_input
   };
   // logits [B, L, V] from y[:, prefix:]; q [B, 2] (q_halt, q_continue) from y[:, 0].
   void heads(CTensor3View<T, space> y, Tensor3View<T, space> logits, MatrixView<T, space> q, HeadCache& c) const {
@@ -309,26 +315,24 @@ class Model {
     expect_shape("Model::heads", "y", y, {b, total_len, hidden});
     expect_shape("Model::heads", "logits", logits, {b, seq_len, vocab});
     expect_shape("Model::heads", "q", q, {b, 2});
-    typename decltype(lm_head)::Cache lc;
     for (index_t r = 0; r < b; ++r)
-      lm_head.forward(rows(slice0(y, r), prefix_len, seq_len), slice0(logits, r), lc);
+      lm_head.forward(rows(slice0(y, r), prefix_len, seq_len), slice0(logits, r), c.lm_cache, c.lm_ws);
     c.q_input.resize(b, hidden);
     for (index_t r = 0; r < b; ++r) B::copy(rows(slice0(y, r), 0, 1), rows(c.q_input.view(), r, 1));
-    typename decltype(q_head)::Cache qc;
-    q_head.forward(c.q_input.cview(), q, qc);
+    q_head.forward(c.q_input.cview(), q, c.q_cache, c.q_ws);
   }
   // dy (+)= gradients of the heads w.r.t. y; parameter gradients accumulate.
-  void heads_backward(CTensor3View<T, space> y, const HeadCache& c, CTensor3View<T, space> dlogits,
+  // c: the HeadCache of the heads call being differentiated (its scratch members are written).
+  void heads_backward(CTensor3View<T, space> y, HeadCache& c, CTensor3View<T, space> dlogits,
                       CMatrixView<T, space> dq, Tensor3View<T, space> dy) {
     const index_t b = y.extent(0);
-    typename decltype(lm_head)::Cache lc;
     for (index_t r = 0; r < b; ++r)
-      lm_head.backward(rows(slice0(y, r), prefix_len, seq_len), {}, lc, slice0(dlogits, r), rows(slice0(dy, r), prefix_len, seq_len));
-    dq_input_.resize(b, hidden);
-    dq_input_.zero();
-    typename decltype(q_head)::Cache qc;
-    q_head.backward(c.q_input.cview(), {}, qc, dq, dq_input_.view());
-    for (index_t r = 0; r < b; ++r) B::axpy(T(1), rows(dq_input_.cview(), r, 1), rows(slice0(dy, r), 0, 1));
+      lm_head.backward(rows(slice0(y, r), prefix_len, seq_len), {}, c.lm_cache, slice0(dlogits, r),
+                       rows(slice0(dy, r), prefix_len, seq_len), c.lm_ws);
+    c.dq_input.resize(b, hidden);
+    c.dq_input.zero();
+    q_head.backward(c.q_input.cview(), {}, c.q_cache, dq, c.dq_input.view(), c.q_ws);
+    for (index_t r = 0; r < b; ++r) B::axpy(T(1), rows(c.dq_input.cview(), r, 1), rows(slice0(dy, r), 0, 1));
   }
 
   // Rows with reset[r] start over: y = H_init, latent k of z = its init (L_init for k = 0),
@@ -419,7 +423,6 @@ class Model {
   schedule schedule_;
   halting halting_;
   index_t puzzle_ids_ = 1;
-  mutable DynTensor<T, 2, space> dq_input_;
 };
 
 }  // namespace trm

@@ -30,6 +30,11 @@ class SelfAttention {
     DynTensor<T, 2, space> probs;  // [B*Heads*S, S] attention probabilities
     DynTensor<T, 2, space> attn;   // [B*S, Hidden] heads concatenated, before o_proj
   };
+  // Backward's scratch (forward needs none): the gradients of attn [B*S, Hidden] and qkv
+  // [B*S, 3*Hidden], and of one head's probabilities [S, S].
+  struct Workspace {
+    DynTensor<T, 2, space> dattn, dqkv, dp;
+  };
 
   Param<T, space> qkv_proj{{3 * Hidden, Hidden}};
   Param<T, space> o_proj{{Hidden, Hidden}};
@@ -47,7 +52,7 @@ class SelfAttention {
     f(join_name(prefix, "o_proj.weight"), o_proj);
   }
 
-  void forward(input_view x, output_view y, Cache& c) const {
+  void forward(input_view x, output_view y, Cache& c, Workspace& /*ws*/) const {
     const index_t b = x.extent(0), s = x.extent(1);
     expect_shape("SelfAttention", "input", x, {b, s, Hidden});
     expect_shape("SelfAttention", "output", y, {b, s, Hidden});
@@ -74,39 +79,39 @@ class SelfAttention {
     B::gemm(Trans::N, Trans::T, T(1), c.attn.cview(), o_proj.value.cview(), T(0), as_matrix(y));
   }
 
-  void backward(input_view x, input_view /*y*/, const Cache& c, input_view dy, output_view dx) {
+  void backward(input_view x, input_view /*y*/, const Cache& c, input_view dy, output_view dx, Workspace& ws) {
     const index_t b = x.extent(0), s = x.extent(1);
     expect_shape("SelfAttention", "output gradient", dy, {b, s, Hidden});
-    dattn_.resize(b * s, Hidden);
-    dqkv_.resize(b * s, 3 * Hidden);
-    dp_.resize(s, s);
+    ws.dattn.resize(b * s, Hidden);
+    ws.dqkv.resize(b * s, 3 * Hidden);
+    ws.dp.resize(s, s);
     auto dym = as_matrix(dy);
     B::gemm(Trans::T, Trans::N, T(1), dym, c.attn.cview(), T(1), o_proj.grad.view());
-    B::gemm(Trans::N, Trans::N, T(1), dym, o_proj.value.cview(), T(0), dattn_.view());
+    B::gemm(Trans::N, Trans::N, T(1), dym, o_proj.value.cview(), T(0), ws.dattn.view());
     const T scale = T(1) / std::sqrt(T(head_dim));
     for (index_t bi = 0; bi < b; ++bi)
       for (index_t h = 0; h < Heads; ++h) {
         auto q = head(c.qkv.cview(), bi, s, h);
         auto k = head(c.qkv.cview(), bi, s, Heads + h);
         auto v = head(c.qkv.cview(), bi, s, 2 * Heads + h);
-        auto dq = head(dqkv_.view(), bi, s, h);
-        auto dk = head(dqkv_.view(), bi, s, Heads + h);
-        auto dv = head(dqkv_.view(), bi, s, 2 * Heads + h);
+        auto dq = head(ws.dqkv.view(), bi, s, h);
+        auto dk = head(ws.dqkv.view(), bi, s, Heads + h);
+        auto dv = head(ws.dqkv.view(), bi, s, 2 * Heads + h);
         auto p = rows(c.probs.cview(), (bi * Heads + h) * s, s);
-        auto dout = columns(rows(dattn_.cview(), bi * s, s), h * head_dim, head_dim);
+        auto dout = columns(rows(ws.dattn.cview(), bi * s, s), h * head_dim, head_dim);
         B::gemm(Trans::T, Trans::N, T(1), p, dout, T(0), dv);               // dv = P^T dO
-        B::gemm(Trans::N, Trans::T, T(1), dout, v, T(0), dp_.view());        // dP = dO V^T
-        B::softmax_rows_backward(p, dp_.cview(), dp_.view(), scale);         // dS (scale folded in)
-        B::gemm(Trans::N, Trans::N, T(1), dp_.cview(), k, T(0), dq);          // dq = dS K
-        B::gemm(Trans::T, Trans::N, T(1), dp_.cview(), q, T(0), dk);          // dk = dS^T Q
+        B::gemm(Trans::N, Trans::T, T(1), dout, v, T(0), ws.dp.view());      // dP = dO V^T
+        B::softmax_rows_backward(p, ws.dp.cview(), ws.dp.view(), scale);     // dS (scale folded in)
+        B::gemm(Trans::N, Trans::N, T(1), ws.dp.cview(), k, T(0), dq);        // dq = dS K
+        B::gemm(Trans::T, Trans::N, T(1), ws.dp.cview(), q, T(0), dk);        // dk = dS^T Q
         if (rope) {
           rope->backward(dq);
           rope->backward(dk);
         }
       }
-    B::gemm(Trans::T, Trans::N, T(1), dqkv_.cview(), as_matrix(x), T(1), qkv_proj.grad.view());
+    B::gemm(Trans::T, Trans::N, T(1), ws.dqkv.cview(), as_matrix(x), T(1), qkv_proj.grad.view());
     if (dx.data() != nullptr)
-      B::gemm(Trans::N, Trans::N, T(1), dqkv_.cview(), qkv_proj.value.cview(), T(1), as_matrix(dx));
+      B::gemm(Trans::N, Trans::N, T(1), ws.dqkv.cview(), qkv_proj.value.cview(), T(1), as_matrix(dx));
   }
 
  private:
@@ -115,7 +120,6 @@ class SelfAttention {
   static MatrixView<U, space> head(MatrixView<U, space> qkv, index_t bi, index_t s, index_t slot) {
     return columns(rows(qkv, bi * s, s), slot * head_dim, head_dim);
   }
-  DynTensor<T, 2, space> dattn_, dqkv_, dp_;
 };
 
 }  // namespace trm

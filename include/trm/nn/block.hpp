@@ -39,6 +39,10 @@ class ResidualNorm {
     typename F::Cache inner;
     DynTensor<T, 1, space> rstd;
   };
+  struct Workspace {
+    typename F::Workspace inner;
+    DynTensor<T, 3, space> ds;  // backward: the gradient of the sum h + F(h)
+  };
 
   F inner;
   T eps = T(1e-5);
@@ -50,25 +54,22 @@ class ResidualNorm {
   }
 
   // The sum h + F(h) is formed in y, then normalised in place.
-  void forward(input_view x, output_view y, Cache& c) const {
-    inner.forward(x, y, c.inner);
+  void forward(input_view x, output_view y, Cache& c, Workspace& ws) const {
+    inner.forward(x, y, c.inner, ws.inner);
     auto ym = as_matrix(y);
     B::add(as_matrix(x), ym.as_const(), ym);
     c.rstd.resize(ym.extent(0));
     B::rmsnorm_forward(ym.as_const(), ym, c.rstd.view(), eps);
   }
 
-  void backward(input_view x, input_view y, const Cache& c, input_view dy, output_view dx) {
-    ds_.resize(x.extent(0), x.extent(1), x.extent(2));
-    B::rmsnorm_backward(as_matrix(y), c.rstd.cview(), as_matrix(dy), as_matrix(ds_.view()), false);
+  void backward(input_view x, input_view y, const Cache& c, input_view dy, output_view dx, Workspace& ws) {
+    ws.ds.resize(x.extent(0), x.extent(1), x.extent(2));
+    B::rmsnorm_backward(as_matrix(y), c.rstd.cview(), as_matrix(dy), as_matrix(ws.ds.view()), false);
     // F's own output is not needed by any layer's backward here (they read their inputs and
     // caches), so an empty view stands in for it.
-    inner.backward(x, input_view(), c.inner, ds_.cview(), dx);
-    if (dx.data() != nullptr) B::axpy(T(1), as_matrix(ds_.cview()), as_matrix(dx));
+    inner.backward(x, input_view(), c.inner, ws.ds.cview(), dx, ws.inner);
+    if (dx.data() != nullptr) B::axpy(T(1), as_matrix(ws.ds.cview()), as_matrix(dx));
   }
-
- private:
-  DynTensor<T, 3, space> ds_;
 };
 
 template <class M>
@@ -97,6 +98,11 @@ class Block {
     typename mlp_type::Cache mlp;
     DynTensor<T, 3, space> mid;  // the mixer sub-layer's output, the MLP's input
   };
+  struct Workspace {
+    typename mixer_type::Workspace mixer;
+    typename mlp_type::Workspace mlp;
+    DynTensor<T, 3, space> dmid;  // backward: the gradient of mid
+  };
 
   mixer_type mixer;
   mlp_type mlp;
@@ -114,21 +120,18 @@ class Block {
     mlp.for_each_parameter(f, join_name(prefix, "mlp"));
   }
 
-  void forward(input_view x, output_view y, Cache& c) const {
+  void forward(input_view x, output_view y, Cache& c, Workspace& ws) const {
     c.mid.resize(x.extent(0), x.extent(1), x.extent(2));
-    mixer.forward(x, c.mid.view(), c.mixer);
-    mlp.forward(c.mid.cview(), y, c.mlp);
+    mixer.forward(x, c.mid.view(), c.mixer, ws.mixer);
+    mlp.forward(c.mid.cview(), y, c.mlp, ws.mlp);
   }
 
-  void backward(input_view x, input_view y, const Cache& c, input_view dy, output_view dx) {
-    dmid_.resize(x.extent(0), x.extent(1), x.extent(2));
-    dmid_.zero();
-    mlp.backward(c.mid.cview(), y, c.mlp, dy, dmid_.view());
-    mixer.backward(x, c.mid.cview(), c.mixer, dmid_.cview(), dx);
+  void backward(input_view x, input_view y, const Cache& c, input_view dy, output_view dx, Workspace& ws) {
+    ws.dmid.resize(x.extent(0), x.extent(1), x.extent(2));
+    ws.dmid.zero();
+    mlp.backward(c.mid.cview(), y, c.mlp, dy, ws.dmid.view(), ws.mlp);
+    mixer.backward(x, c.mid.cview(), c.mixer, ws.dmid.cview(), dx, ws.mixer);
   }
-
- private:
-  DynTensor<T, 3, space> dmid_;
 };
 
 template <SequenceLayer BlockT, std::size_t NumLayers>
@@ -152,6 +155,11 @@ class Stack {
     std::array<typename BlockT::Cache, NumLayers> blocks;
     std::array<DynTensor<T, 3, space>, NumLayers - 1> outputs;  // inputs of blocks 1..L-1
   };
+  // The blocks run one after another, so one block workspace serves all of them.
+  struct Workspace {
+    typename BlockT::Workspace block;
+    std::array<DynTensor<T, 3, space>, 2> grads;  // backward: the gradients between blocks, alternately
+  };
 
   std::array<BlockT, NumLayers> layers;
 
@@ -163,39 +171,36 @@ class Stack {
     for (std::size_t i = 0; i < NumLayers; ++i) layers[i].for_each_parameter(f, join_name(prefix, "layers." + std::to_string(i)));
   }
 
-  void forward(input_view x, output_view y, Cache& c) const {
+  void forward(input_view x, output_view y, Cache& c, Workspace& ws) const {
     input_view in = x;
     for (std::size_t i = 0; i < NumLayers; ++i) {
       if (i + 1 < NumLayers) {
         c.outputs[i].resize(x.extent(0), x.extent(1), x.extent(2));
-        layers[i].forward(in, c.outputs[i].view(), c.blocks[i]);
+        layers[i].forward(in, c.outputs[i].view(), c.blocks[i], ws.block);
         in = c.outputs[i].cview();
       } else {
-        layers[i].forward(in, y, c.blocks[i]);
+        layers[i].forward(in, y, c.blocks[i], ws.block);
       }
     }
   }
 
-  void backward(input_view x, input_view y, const Cache& c, input_view dy, output_view dx) {
-    grads_[0].resize(x.extent(0), x.extent(1), x.extent(2));
-    grads_[1].resize(x.extent(0), x.extent(1), x.extent(2));
+  void backward(input_view x, input_view y, const Cache& c, input_view dy, output_view dx, Workspace& ws) {
+    ws.grads[0].resize(x.extent(0), x.extent(1), x.extent(2));
+    ws.grads[1].resize(x.extent(0), x.extent(1), x.extent(2));
     input_view d = dy;
     for (std::size_t i = NumLayers; i-- > 0;) {
       input_view in = i == 0 ? x : c.outputs[i - 1].cview();
       input_view out = i + 1 == NumLayers ? y : c.outputs[i].cview();
       if (i == 0) {
-        layers[i].backward(in, out, c.blocks[i], d, dx);
+        layers[i].backward(in, out, c.blocks[i], d, dx, ws.block);
       } else {
-        auto& g = grads_[i % 2];
+        auto& g = ws.grads[i % 2];
         g.zero();
-        layers[i].backward(in, out, c.blocks[i], d, g.view());
+        layers[i].backward(in, out, c.blocks[i], d, g.view(), ws.block);
         d = g.cview();
       }
     }
   }
-
- private:
-  std::array<DynTensor<T, 3, space>, 2> grads_;
 };
 
 }  // namespace trm

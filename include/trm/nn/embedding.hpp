@@ -17,7 +17,10 @@ class Embedding {
   template <class T2, Backend B2>
   using rebind = Embedding<Vocab, Dim, T2, B2>;
 
+  // Not a Layer (its input is token ids and it has no input gradient), but it follows the same
+  // contract: forward is const and takes a per-call Cache and a per-thread Workspace.
   struct Cache {};
+  struct Workspace {};
 
   Param<T, space> weight{{Vocab, Dim}};
   T scale = T(1);
@@ -32,12 +35,12 @@ class Embedding {
     f(join_name(prefix, "embedding_weight"), weight);
   }
 
-  void forward(ids_view ids, output_view y, Cache&) const {
+  void forward(ids_view ids, output_view y, Cache&, Workspace&) const {
     expect_shape("Embedding", "output", y, {ids.extent(0), Dim});
     B::gather_rows(weight.value.cview(), ids, scale, y);
   }
   // No input gradient (ids are discrete); dW[ids[r]] += scale * dy[r].
-  void backward(ids_view ids, CMatrixView<T, space> /*y*/, const Cache&, CMatrixView<T, space> dy) {
+  void backward(ids_view ids, CMatrixView<T, space> /*y*/, const Cache&, CMatrixView<T, space> dy, Workspace&) {
     expect_shape("Embedding", "output gradient", dy, {ids.extent(0), Dim});
     B::scatter_add_rows(dy, ids, scale, weight.grad.view());
   }

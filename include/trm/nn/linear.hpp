@@ -18,7 +18,8 @@ class Linear {
   template <class T2, Backend B2>
   using rebind = Linear<In, Out, HasBias, T2, B2>;
 
-  struct Cache {};  // the input, which backward needs, is passed back by the caller
+  struct Cache {};      // the input, which backward needs, is passed back by the caller
+  struct Workspace {};  // no scratch
 
   Param<T, space> weight{{Out, In}};
   Param<T, space> bias{HasBias ? std::vector<index_t>{Out} : std::vector<index_t>{0}};
@@ -36,7 +37,7 @@ class Linear {
     if constexpr (HasBias) f(join_name(prefix, "bias"), bias);
   }
 
-  void forward(input_view x, output_view y, Cache&) const {
+  void forward(input_view x, output_view y, Cache&, Workspace&) const {
     expect_shape("Linear", "input", x, {x.extent(0), In});
     expect_shape("Linear", "output", y, {x.extent(0), Out});
     B::gemm(Trans::N, Trans::T, T(1), x, weight.value.cview(), T(0), y);
@@ -45,7 +46,7 @@ class Linear {
   }
 
   // dx += dy W ; dW += dy^T x ; db += sum_rows(dy). An empty dx skips the input gradient.
-  void backward(input_view x, input_view /*y*/, const Cache&, input_view dy, output_view dx) {
+  void backward(input_view x, input_view /*y*/, const Cache&, input_view dy, output_view dx, Workspace&) {
     expect_shape("Linear", "output gradient", dy, {x.extent(0), Out});
     B::gemm(Trans::T, Trans::N, T(1), dy, x, T(1), weight.grad.view());
     if constexpr (HasBias) B::sum_rows(dy, as_vector(bias.grad.view()), true);

@@ -24,6 +24,11 @@ class RmsNorm {
     DynTensor<T, 1, space> rstd;
     DynTensor<T, 2, space> y_t;  // sequence axis only: the normalised output in [B*D, S] layout
   };
+  // Sequence axis only (unused over the hidden axis): the transposed input (dy^T in backward) and
+  // the transposed input gradient, [B, D, S].
+  struct Workspace {
+    DynTensor<T, 3, space> xt, dxt;
+  };
 
   T eps = T(1e-5);
 
@@ -31,39 +36,36 @@ class RmsNorm {
   template <class F>
   void for_each_parameter(F&&, const std::string& = "") {}
 
-  void forward(input_view x, output_view y, Cache& c) const {
+  void forward(input_view x, output_view y, Cache& c, Workspace& ws) const {
     expect_shape("RmsNorm", "output", y, {x.extent(0), x.extent(1), x.extent(2)});
     if constexpr (Axis == NormAxis::hidden) {
       c.rstd.resize(x.extent(0) * x.extent(1));
       B::rmsnorm_forward(as_matrix(x), as_matrix(y), c.rstd.view(), eps);
     } else {
       const index_t b = x.extent(0), s = x.extent(1), d = x.extent(2);
-      xt_.resize(b, d, s);
+      ws.xt.resize(b, d, s);
       c.y_t.resize(b * d, s);
       c.rstd.resize(b * d);
-      B::transpose_batched(x, xt_.view(), false);
-      B::rmsnorm_forward(as_matrix(xt_.cview()), c.y_t.view(), c.rstd.view(), eps);
+      B::transpose_batched(x, ws.xt.view(), false);
+      B::rmsnorm_forward(as_matrix(ws.xt.cview()), c.y_t.view(), c.rstd.view(), eps);
       B::transpose_batched(reshape(c.y_t.cview(), DynExtents<3>{b, d, s}), y, false);
     }
   }
 
-  void backward(input_view x, input_view y, const Cache& c, input_view dy, output_view dx) {
+  void backward(input_view x, input_view y, const Cache& c, input_view dy, output_view dx, Workspace& ws) {
     if (dx.data() == nullptr) return;
     expect_shape("RmsNorm", "output gradient", dy, {x.extent(0), x.extent(1), x.extent(2)});
     if constexpr (Axis == NormAxis::hidden) {
       B::rmsnorm_backward(as_matrix(y), c.rstd.cview(), as_matrix(dy), as_matrix(dx), true);
     } else {
       const index_t b = x.extent(0), s = x.extent(1), d = x.extent(2);
-      xt_.resize(b, d, s);
-      dxt_.resize(b, d, s);
-      B::transpose_batched(dy, xt_.view(), false);  // xt_ holds dy^T here
-      B::rmsnorm_backward(c.y_t.cview(), c.rstd.cview(), as_matrix(xt_.cview()), as_matrix(dxt_.view()), false);
-      B::transpose_batched(dxt_.cview(), dx, true);
+      ws.xt.resize(b, d, s);
+      ws.dxt.resize(b, d, s);
+      B::transpose_batched(dy, ws.xt.view(), false);  // ws.xt holds dy^T here
+      B::rmsnorm_backward(c.y_t.cview(), c.rstd.cview(), as_matrix(ws.xt.cview()), as_matrix(ws.dxt.view()), false);
+      B::transpose_batched(ws.dxt.cview(), dx, true);
     }
   }
-
- private:
-  mutable DynTensor<T, 3, space> xt_, dxt_;  // workspaces, not per-call state
 };
 
 }  // namespace trm

@@ -33,6 +33,11 @@ class SwiGlu {
   struct Cache {
     DynTensor<T, 2, space> gate_up;
   };
+  // Scratch of one call: the activation h [rows, inter] (forward, and recomputed in backward), its
+  // gradient [rows, inter] and the fused projection's gradient [rows, 2*inter] (backward).
+  struct Workspace {
+    DynTensor<T, 2, space> act, dact, dgate_up;
+  };
 
   Param<T, space> gate_up_proj{{2 * inter, Width}};
   Param<T, space> down_proj{{Width, inter}};
@@ -48,58 +53,56 @@ class SwiGlu {
     f(join_name(prefix, "down_proj.weight"), down_proj);
   }
 
-  void forward(CMatrixView<T, space> x, MatrixView<T, space> y, Cache& c) const {
+  void forward(CMatrixView<T, space> x, MatrixView<T, space> y, Cache& c, Workspace& ws) const {
     expect_shape("SwiGlu", "input", x, {x.extent(0), Width});
     expect_shape("SwiGlu", "output", y, {x.extent(0), Width});
     const index_t r = x.extent(0);
     c.gate_up.resize(r, 2 * inter);
-    act_.resize(r, inter);
+    ws.act.resize(r, inter);
     B::gemm(Trans::N, Trans::T, T(1), x, gate_up_proj.value.cview(), T(0), c.gate_up.view());
-    B::swiglu_forward(c.gate_up.cview(), act_.view());
-    B::gemm(Trans::N, Trans::T, T(1), act_.cview(), down_proj.value.cview(), T(0), y);
+    B::swiglu_forward(c.gate_up.cview(), ws.act.view());
+    B::gemm(Trans::N, Trans::T, T(1), ws.act.cview(), down_proj.value.cview(), T(0), y);
   }
 
   void backward(CMatrixView<T, space> x, CMatrixView<T, space> /*y*/, const Cache& c, CMatrixView<T, space> dy,
-                MatrixView<T, space> dx) {
+                MatrixView<T, space> dx, Workspace& ws) {
     expect_shape("SwiGlu", "output gradient", dy, {x.extent(0), Width});
     const index_t r = x.extent(0);
-    act_.resize(r, inter);
-    dact_.resize(r, inter);
-    dgate_up_.resize(r, 2 * inter);
-    B::gemm(Trans::N, Trans::N, T(1), dy, down_proj.value.cview(), T(0), dact_.view());
-    if constexpr (requires { B::template swiglu_backward_act<T>(c.gate_up.cview(), dact_.cview(), dgate_up_.view(), act_.view()); }) {
+    ws.act.resize(r, inter);
+    ws.dact.resize(r, inter);
+    ws.dgate_up.resize(r, 2 * inter);
+    B::gemm(Trans::N, Trans::N, T(1), dy, down_proj.value.cview(), T(0), ws.dact.view());
+    if constexpr (requires {
+                    B::template swiglu_backward_act<T>(c.gate_up.cview(), ws.dact.cview(), ws.dgate_up.view(), ws.act.view());
+                  }) {
       // Backend extension (trm::cpu): the activation is recomputed in the same pass as its gradient.
-      B::template swiglu_backward_act<T>(c.gate_up.cview(), dact_.cview(), dgate_up_.view(), act_.view());
+      B::template swiglu_backward_act<T>(c.gate_up.cview(), ws.dact.cview(), ws.dgate_up.view(), ws.act.view());
     } else {
-      B::swiglu_forward(c.gate_up.cview(), act_.view());
-      B::swiglu_backward(c.gate_up.cview(), dact_.cview(), dgate_up_.view());
+      B::swiglu_forward(c.gate_up.cview(), ws.act.view());
+      B::swiglu_backward(c.gate_up.cview(), ws.dact.cview(), ws.dgate_up.view());
     }
-    B::gemm(Trans::T, Trans::N, T(1), dy, act_.cview(), T(1), down_proj.grad.view());
-    B::gemm(Trans::T, Trans::N, T(1), dgate_up_.cview(), x, T(1), gate_up_proj.grad.view());
+    B::gemm(Trans::T, Trans::N, T(1), dy, ws.act.cview(), T(1), down_proj.grad.view());
+    B::gemm(Trans::T, Trans::N, T(1), ws.dgate_up.cview(), x, T(1), gate_up_proj.grad.view());
     if (dx.data() != nullptr) {
       expect_shape("SwiGlu", "input gradient", dx, {x.extent(0), Width});
-      B::gemm(Trans::N, Trans::N, T(1), dgate_up_.cview(), gate_up_proj.value.cview(), T(1), dx);
+      B::gemm(Trans::N, Trans::N, T(1), ws.dgate_up.cview(), gate_up_proj.value.cview(), T(1), dx);
     }
   }
 
   // [batch, seq, width] activations, treated as rows. Shapes are checked here, before flattening,
   // so that an error names the [batch, seq, width] shapes the caller passed.
-  void forward(CTensor3View<T, space> x, Tensor3View<T, space> y, Cache& c) const {
+  void forward(CTensor3View<T, space> x, Tensor3View<T, space> y, Cache& c, Workspace& ws) const {
     expect_shape("SwiGlu", "input", x, {x.extent(0), x.extent(1), Width});
     expect_shape("SwiGlu", "output", y, {x.extent(0), x.extent(1), Width});
-    forward(as_matrix(x), as_matrix(y), c);
+    forward(as_matrix(x), as_matrix(y), c, ws);
   }
   void backward(CTensor3View<T, space> x, CTensor3View<T, space> /*y*/, const Cache& c, CTensor3View<T, space> dy,
-                Tensor3View<T, space> dx) {
+                Tensor3View<T, space> dx, Workspace& ws) {
     expect_shape("SwiGlu", "output gradient", dy, {x.extent(0), x.extent(1), Width});
     if (dx.data()) expect_shape("SwiGlu", "input gradient", dx, {x.extent(0), x.extent(1), Width});
     backward(as_matrix(x), CMatrixView<T, space>(), c, as_matrix(dy),
-             dx.data() ? as_matrix(dx) : MatrixView<T, space>());
+             dx.data() ? as_matrix(dx) : MatrixView<T, space>(), ws);
   }
-
- private:
-  mutable DynTensor<T, 2, space> act_;
-  DynTensor<T, 2, space> dact_, dgate_up_;
 };
 
 }  // namespace trm

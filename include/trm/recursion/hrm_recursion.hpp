@@ -74,25 +74,25 @@ class HrmRecursion {
       for (int i = 0; i < l_count; ++i) {
         if (h == h_count - 1 && i == l_count - 1) continue;
         low_input(sum, as_matrix(z).as_const());
-        L.forward(tape.sum.cview(), z, tape.cache[0]);
+        L.forward(tape.sum.cview(), z, tape.cache[0], tape.ws);
       }
       if (h == h_count - 1) continue;
       Bk::add(as_matrix(y).as_const(), as_matrix(z).as_const(), sum);
-      H.forward(tape.sum.cview(), y, tape.cache[0]);
+      H.forward(tape.sum.cview(), y, tape.cache[0], tape.ws);
     }
     tape.recorded_calls = 0;
     if (!record) {
       low_input(sum, as_matrix(z).as_const());
-      L.forward(tape.sum.cview(), z, tape.cache[0]);
+      L.forward(tape.sum.cview(), z, tape.cache[0], tape.ws);
       Bk::add(as_matrix(y).as_const(), as_matrix(z).as_const(), sum);
-      H.forward(tape.sum.cview(), y, tape.cache[0]);
+      H.forward(tape.sum.cview(), y, tape.cache[0], tape.ws);
       return;
     }
     tape.record(2, b, l, d);
     low_input(as_matrix(tape.in[0].view()), as_matrix(z).as_const());
-    L.forward(tape.in[0].cview(), tape.out[0].view(), tape.cache[0]);
+    L.forward(tape.in[0].cview(), tape.out[0].view(), tape.cache[0], tape.ws);
     Bk::add(as_matrix(y).as_const(), as_matrix(tape.out[0].cview()), as_matrix(tape.in[1].view()));
-    H.forward(tape.in[1].cview(), tape.out[1].view(), tape.cache[1]);
+    H.forward(tape.in[1].cview(), tape.out[1].view(), tape.cache[1], tape.ws);
     Bk::copy(as_matrix(tape.out[0].cview()), as_matrix(z));
     Bk::copy(as_matrix(tape.out[1].cview()), as_matrix(y));
   }
@@ -110,10 +110,10 @@ class HrmRecursion {
     tape.grad_b.resize(b, l, d);
     // z_H' = H(z_H + z_L'): the gradient reaching z_L' is d(H input); z_H is detached.
     tape.grad_a.zero();
-    m.nets[high].backward(tape.in[1].cview(), tape.out[1].cview(), tape.cache[1], dy, tape.grad_a.view());
+    m.nets[high].backward(tape.in[1].cview(), tape.out[1].cview(), tape.cache[1], dy, tape.grad_a.view(), tape.ws);
     // z_L' = L(z_L + z_H + x): x receives d(L input); z_L and z_H are detached.
     tape.grad_b.zero();
-    m.nets[low].backward(tape.in[0].cview(), tape.out[0].cview(), tape.cache[0], tape.grad_a.cview(), tape.grad_b.view());
+    m.nets[low].backward(tape.in[0].cview(), tape.out[0].cview(), tape.cache[0], tape.grad_a.cview(), tape.grad_b.view(), tape.ws);
     Bk::axpy(S(1), as_matrix(tape.grad_b.cview()), as_matrix(dx));
   }
 

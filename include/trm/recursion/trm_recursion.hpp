@@ -97,6 +97,9 @@ struct CallTape {
   using space = typename M::space;
   detail::Slots<DynTensor<S, 3, space>, Calls> in, out;
   detail::Slots<typename M::net_type::Cache, Calls> cache;
+  // The net's scratch, shared by all calls of a step (they run one after another); one per tape,
+  // so several tapes (threads) can run one const model at once.
+  typename M::net_type::Workspace ws;
   DynTensor<S, 3, space> sum, extra, grad_a, grad_b;
   int recorded_calls = 0;  // 0: the last forward did not record
   void ensure(int calls) {
@@ -136,12 +139,12 @@ void backward_chain(M& m, Tape& tape, int last, CTensor3View<typename M::scalar_
   // The last call's input holds out[last-1]: its gradient is d(net input); the other terms of that
   // input (the carry that entered the step) are detached.
   tape.grad_a.zero();
-  net.backward(last_input.cview(), tape.out[last].cview(), tape.cache[last], dy, tape.grad_a.view());
+  net.backward(last_input.cview(), tape.out[last].cview(), tape.cache[last], dy, tape.grad_a.view(), tape.ws);
   auto* g = &tape.grad_a;  // gradient w.r.t. out[i]
   auto* h = &tape.grad_b;
   for (int i = last - 1; i >= 0; --i) {
     h->zero();
-    net.backward(tape.in[i].cview(), tape.out[i].cview(), tape.cache[i], g->cview(), h->view());
+    net.backward(tape.in[i].cview(), tape.out[i].cview(), tape.cache[i], g->cview(), h->view(), tape.ws);
     // in[i] = z_i + (y + x): x receives the gradient; z_i = out[i-1] too (for i > 0).
     Bk::axpy(S(1), as_matrix(h->cview()), as_matrix(dx));
     std::swap(g, h);
@@ -213,11 +216,11 @@ class TrmRecursion {
       for (int i = 0; i < (recorded_pass ? n_ - k : n_); ++i) {
         Bk::add(as_matrix(y).as_const(), as_matrix(x), sum);  // (y + x), then z + (y + x): the reference's order
         Bk::add(as_matrix(z).as_const(), sum.as_const(), sum);
-        net.forward(tape.sum.cview(), z, tape.cache[0]);
+        net.forward(tape.sum.cview(), z, tape.cache[0], tape.ws);
       }
       if (recorded_pass) break;
       Bk::add(as_matrix(y).as_const(), as_matrix(z).as_const(), sum);
-      net.forward(tape.sum.cview(), y, tape.cache[0]);
+      net.forward(tape.sum.cview(), y, tape.cache[0], tape.ws);
     }
     tape.recorded_calls = 0;
     if (!record) return;
@@ -227,10 +230,10 @@ class TrmRecursion {
       auto in = as_matrix(tape.in[i].view());
       Bk::add(as_matrix(y).as_const(), as_matrix(x), in);
       Bk::add(zin, in.as_const(), in);
-      net.forward(tape.in[i].cview(), tape.out[i].view(), tape.cache[i]);
+      net.forward(tape.in[i].cview(), tape.out[i].view(), tape.cache[i], tape.ws);
     }
     Bk::add(as_matrix(y).as_const(), as_matrix(tape.out[k - 1].cview()), as_matrix(tape.in[k].view()));
-    net.forward(tape.in[k].cview(), tape.out[k].view(), tape.cache[k]);
+    net.forward(tape.in[k].cview(), tape.out[k].view(), tape.cache[k], tape.ws);
     Bk::copy(as_matrix(tape.out[k - 1].cview()), as_matrix(z));
     Bk::copy(as_matrix(tape.out[k].cview()), as_matrix(y));
   }

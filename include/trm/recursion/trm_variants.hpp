@@ -77,10 +77,10 @@ class TrmSingleZ {
     for (int t = 0; t < free_passes; ++t) {
       for (int i = 0; i < n_; ++i) {
         Bk::add(as_matrix(y).as_const(), as_matrix(x), sum);
-        net.forward(tape.sum.cview(), y, tape.cache[0]);
+        net.forward(tape.sum.cview(), y, tape.cache[0], tape.ws);
       }
       Bk::copy(as_matrix(y).as_const(), sum);  // z <- net(z): the input is copied, not aliased
-      net.forward(tape.sum.cview(), y, tape.cache[0]);
+      net.forward(tape.sum.cview(), y, tape.cache[0], tape.ws);
     }
     tape.recorded_calls = 0;
     if (!record) return;
@@ -88,9 +88,9 @@ class TrmSingleZ {
     for (int i = 0; i < n_; ++i) {
       auto zin = i == 0 ? as_matrix(y).as_const() : as_matrix(tape.out[i - 1].cview());
       Bk::add(zin, as_matrix(x), as_matrix(tape.in[i].view()));
-      net.forward(tape.in[i].cview(), tape.out[i].view(), tape.cache[i]);
+      net.forward(tape.in[i].cview(), tape.out[i].view(), tape.cache[i], tape.ws);
     }
-    net.forward(tape.out[n_ - 1].cview(), tape.out[n_].view(), tape.cache[n_]);
+    net.forward(tape.out[n_ - 1].cview(), tape.out[n_].view(), tape.cache[n_], tape.ws);
     Bk::copy(as_matrix(tape.out[n_].cview()), as_matrix(y));
   }
 
@@ -162,21 +162,21 @@ class TrmMultiScaleZ {
     for (int t = 0; t < free_passes; ++t) {
       for (int i = 0; i < K; ++i) {
         latent_input(sum);
-        net.forward(tape.sum.cview(), zk(i), tape.cache[0]);
+        net.forward(tape.sum.cview(), zk(i), tape.cache[0], tape.ws);
       }
       answer_input(sum);
-      net.forward(tape.sum.cview(), y, tape.cache[0]);
+      net.forward(tape.sum.cview(), y, tape.cache[0], tape.ws);
     }
     tape.recorded_calls = 0;
     if (!record) return;
     tape.record(K + 1, b, l, d);
     for (int i = 0; i < K; ++i) {
       latent_input(as_matrix(tape.in[i].view()));
-      net.forward(tape.in[i].cview(), tape.out[i].view(), tape.cache[i]);
+      net.forward(tape.in[i].cview(), tape.out[i].view(), tape.cache[i], tape.ws);
       Bk::copy(as_matrix(tape.out[i].cview()), as_matrix(zk(i)));  // later sums see the new z_i
     }
     answer_input(as_matrix(tape.in[K].view()));
-    net.forward(tape.in[K].cview(), tape.out[K].view(), tape.cache[K]);
+    net.forward(tape.in[K].cview(), tape.out[K].view(), tape.cache[K], tape.ws);
     Bk::copy(as_matrix(tape.out[K].cview()), as_matrix(y));
   }
 
@@ -193,10 +193,10 @@ class TrmMultiScaleZ {
     tape.grad_a.resize(b, l, d);
     tape.grad_b.resize(b, l, d);
     tape.grad_a.zero();
-    net.backward(tape.in[K].cview(), tape.out[K].cview(), tape.cache[K], dy, tape.grad_a.view());
+    net.backward(tape.in[K].cview(), tape.out[K].cview(), tape.cache[K], dy, tape.grad_a.view(), tape.ws);
     for (int i = K - 1; i >= 0; --i) {
       tape.grad_b.zero();
-      net.backward(tape.in[i].cview(), tape.out[i].cview(), tape.cache[i], tape.grad_a.cview(), tape.grad_b.view());
+      net.backward(tape.in[i].cview(), tape.out[i].cview(), tape.cache[i], tape.grad_a.cview(), tape.grad_b.view(), tape.ws);
       Bk::axpy(S(1), as_matrix(tape.grad_b.cview()), as_matrix(dx));
       if (i > 0) Bk::axpy(S(1), as_matrix(tape.grad_b.cview()), as_matrix(tape.grad_a.view()));
     }
