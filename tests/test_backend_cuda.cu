@@ -8,28 +8,13 @@
 // Runs only where a CUDA device exists (trm_gpu_launcher exits 77, "skipped", elsewhere).
 // TRM_CUDA_TEST_VERBOSE=1 prints the worst error / tolerance ratio of every comparison.
 //
-// Tolerances (the oracle and the GPU compute in T and differ in the order of operations, in FMA
-// contraction (nvcc contracts a*b+c by default, g++ without -mfma does not), and in exp (CUDA's expf
-// is within 2 ulp, exp within 1 ulp; libm's within 1 ulp)); u = 6e-8 (float), 1.1e-16 (double):
-//  * k-term reductions (gemm, sum_rows, scatter_add_rows with repeated ids, the row sums of rmsnorm
-//    and softmax): the error is measured relative to the sum of the magnitudes of the terms
-//    (|alpha| sum_p |a_ip b_pj| + |beta c_ij| for gemm), which stays meaningful under cancellation.
-//    Two summation orders differ by at most ~2 k u and typically ~sqrt(k) u (cuBLAS blocks the k
-//    loop and may split it). The bound is base * sqrt(k), base = 1e-5 (float) or 1e-12 (double):
-//    >100x the typical sqrt(k) u and above the worst case 2 k u for every k used here (k <= 300:
-//    float 2 * 300 * 6e-8 = 3.6e-5 < 1e-5 * sqrt(300) = 1.7e-4).
-//  * elementwise ops with one or two roundings (axpy, rope): relative to max(|x|, 1), x the oracle's
-//    value; float 1e-6 (~8 ulp), double 1e-14 (~45 ulp): an FMA contraction changes <= 1 ulp.
-//  * ops with exp (swiglu, softmax): float 4e-6, double 1e-13 (each exp within 2 ulp, ~4 more
-//    roundings in the expression; the bound is >10x that); softmax adds its row-sum bound.
+// Tolerances: OpTol / reduction_tol in tests/support/tolerances.hpp (reductions, elementwise ops,
+// ops with exp, whole layers: OpTol<T>::layer). Besides:
 //  * dot accumulates products in double on both sides (exact for float inputs): only the order of
-//    the double sum differs, bound 1e-12 * sqrt(n) relative to sum |a b|.
+//    the double sum differs, bound 1e-12 * sqrt(n) relative to sum |a b|; softmax adds its row-sum
+//    bound to the exp one.
 //  * copy, fill, scale, add, transpose_batched, gather_rows perform the same single IEEE operation
 //    (or none) per element: bit-identical results are required.
-//  * layers: compositions of the ops above (GEMMs with k <= 256 here, norms, softmax, exp) over up
-//    to 2 blocks: errors compound over ~10-20 dependent ops, each contributing ~sqrt(k) u ~ 1e-6 in
-//    float, so the bound is 1e-4 (float) / 1e-11 (double) relative to the largest magnitude in the
-//    compared tensor (outputs, input gradients, each parameter gradient).
 #include <doctest/doctest.h>
 
 #include <array>
@@ -44,38 +29,20 @@
 #include <vector>
 
 #include "support/check_throws.hpp"
+#include "support/tolerances.hpp"
 
 // A named namespace, not `using namespace trm` at global scope: CUDA's math_functions.hpp (included at
 // the end of every .cu translation unit) calls ::erfinv unqualified, which trm::erfinv (rng.hpp) would
 // make ambiguous.
 namespace trm_cuda_tests {
 using namespace trm;
+using trm::test::OpTol;
+using trm::test::reduction_tol;
 
 static_assert(Backend<cuda>);
 static_assert(std::same_as<cuda::memory_space, device_space>);
 
 namespace {
-
-template <class T>
-struct Tol;
-template <>
-struct Tol<float> {
-  static constexpr double reduction_base = 1e-5;
-  static constexpr double elementwise = 1e-6;
-  static constexpr double transcendental = 4e-6;
-  static constexpr double layer = 1e-4;
-};
-template <>
-struct Tol<double> {
-  static constexpr double reduction_base = 1e-12;
-  static constexpr double elementwise = 1e-14;
-  static constexpr double transcendental = 1e-13;
-  static constexpr double layer = 1e-11;
-};
-template <class T>
-double reduction_tol(index_t k) {
-  return Tol<T>::reduction_base * std::sqrt(double(std::max<index_t>(k, 1)));
-}
 
 bool verbose() {
   static const bool v = [] {
@@ -261,13 +228,8 @@ TEST_CASE_TEMPLATE("gemm: cuda matches reference, all transposes, beta 0 (C = Na
             auto ch = C.hv();
             for (index_t i = 0; i < m; ++i)
               for (index_t j = 0; j < n; ++j) {
-                double s = 0;
-                for (index_t p = 0; p < k; ++p) {
-                  double av = ta == Trans::N ? ah(i, p) : ah(p, i);
-                  double bv = tb == Trans::N ? bh(p, j) : bh(j, p);
-                  s += std::abs(av * bv);
-                }
-                s = std::abs(double(alpha)) * s + (beta == T(0) ? 0.0 : std::abs(double(beta) * double(ch(i, j))));
+                const double s =
+                    trm::test::gemm_term_magnitude(ta, tb, double(alpha), double(beta), ah, bh, double(ch(i, j)), i, j, k);
                 mag[static_cast<std::size_t>(&ch(i, j) - C.h.data())] = std::max(s, 1e-30);
               }
             // Padding columns of a NaN-filled strided C stay NaN on both sides: compare them as equal.
@@ -338,7 +300,7 @@ TEST_CASE_TEMPLATE("copy, fill, scale, axpy, add: cuda matches reference on stri
       auto y = random_pair<T>(13, 17, strided, rng);
       reference::axpy<T>(T(-1.7), x.chv(), y.hv());
       cuda::axpy<T>(T(-1.7), x.cdv(), y.dv());
-      check_close("axpy" + sfx, y.d, y.h, Tol<T>::elementwise);
+      check_close("axpy" + sfx, y.d, y.h, OpTol<T>::elementwise);
     }
     {
       auto a = random_pair<T>(13, 17, strided, rng);
@@ -388,12 +350,12 @@ TEST_CASE_TEMPLATE("swiglu forward and backward: cuda matches reference", T, flo
     auto out = random_pair<T>(rows, inter, strided, rng);
     reference::swiglu_forward<T>(gu.chv(), out.hv());
     cuda::swiglu_forward<T>(gu.cdv(), out.dv());
-    check_close(std::string("swiglu_forward") + (strided ? " strided" : ""), out.d, out.h, Tol<T>::transcendental);
+    check_close(std::string("swiglu_forward") + (strided ? " strided" : ""), out.d, out.h, OpTol<T>::transcendental);
     auto dout = random_pair<T>(rows, inter, strided, rng);
     auto dgu = filled_pair<T>(rows, 2 * inter, strided, T(7));
     reference::swiglu_backward<T>(gu.chv(), dout.chv(), dgu.hv());
     cuda::swiglu_backward<T>(gu.cdv(), dout.cdv(), dgu.dv());
-    check_close(std::string("swiglu_backward") + (strided ? " strided" : ""), dgu.d, dgu.h, Tol<T>::transcendental);
+    check_close(std::string("swiglu_backward") + (strided ? " strided" : ""), dgu.d, dgu.h, OpTol<T>::transcendental);
   }
 }
 
@@ -410,7 +372,7 @@ TEST_CASE_TEMPLATE("rope forward and transpose: cuda matches reference on stride
     auto qkv_d = to_device(qkv);
     reference::rope<T>(columns(qkv.view(), hd, hd), cs.cview(), sn.cview(), transpose);
     cuda::rope<T>(columns(qkv_d.view(), hd, hd), cs_d.cview(), sn_d.cview(), transpose);
-    check_close(std::string("rope") + (transpose ? " transpose" : ""), qkv_d, qkv, Tol<T>::elementwise);
+    check_close(std::string("rope") + (transpose ? " transpose" : ""), qkv_d, qkv, OpTol<T>::elementwise);
   }
   DMat<T> odd(2, 3);
   CHECK_THROWS_CONTAINING(cuda::rope<T>(odd.view(), odd.cview(), odd.cview(), false), ShapeError, "rope", "even");
@@ -425,7 +387,7 @@ TEST_CASE_TEMPLATE("rmsnorm forward (also in place) and backward: cuda matches r
     for (bool strided : {false, true}) {
       const index_t rows = 11;
       const std::string sfx = " cols " + std::to_string(cols) + (strided ? " strided" : "");
-      const double tol = Tol<T>::elementwise + reduction_tol<T>(cols);
+      const double tol = OpTol<T>::elementwise + reduction_tol<T>(cols);
       auto x = random_pair<T>(rows, cols, strided, rng, -2.0, 2.0);
       auto y = filled_pair<T>(rows, cols, strided, T(5));
       HMat<T> rs(1, rows);
@@ -461,7 +423,7 @@ TEST_CASE_TEMPLATE("softmax_rows and its backward: cuda matches reference, stabl
     for (bool strided : {false, true}) {
       const index_t rows = 12;
       const std::string sfx = " cols " + std::to_string(cols) + (strided ? " strided" : "");
-      const double tol = Tol<T>::transcendental + reduction_tol<T>(cols);
+      const double tol = OpTol<T>::transcendental + reduction_tol<T>(cols);
       auto s = random_pair<T>(rows, cols, strided, rng, -8.0, 8.0);
       // Row 0: scores far beyond exp's range (a naive softmax gives inf / inf = NaN).
       for (index_t j = 0; j < cols; ++j) s.hv()(0, j) = T(1000 + 3 * j % 7);
@@ -633,7 +595,7 @@ void twin_parameters(LH& host, LD& dev, Rng& rng) {
 template <class LH, class LD, std::size_t R>
 void compare_layer(const std::string& name, LH& host, LD& dev, const std::array<index_t, R>& xs, Rng& rng) {
   using T = typename LD::scalar_type;
-  const double tol = Tol<T>::layer;
+  const double tol = OpTol<T>::layer;
   auto x = random_tensor<T, R>(xs, rng);
   auto y = filled<T, R>(xs, nan_v<T>);  // every layer here maps [.., width] to the same shape
   if constexpr (requires { LD::out_features; }) {
@@ -799,7 +761,7 @@ TEST_CASE_TEMPLATE("Embedding on cuda (ids on the device) matches its reference 
   auto dy_d = to_device(dy);
   host.backward(ids.cview(), y.cview(), ch, dy.cview(), wsh);
   dev.backward(ids_d.cview(), y_d.cview(), cd, dy_d.cview(), wsd);
-  check_close_normwise("Embedding weight gradient", dev.weight.grad, host.weight.grad, Tol<T>::layer);
+  check_close_normwise("Embedding weight gradient", dev.weight.grad, host.weight.grad, OpTol<T>::layer);
 }
 
 }  // namespace trm_cuda_tests

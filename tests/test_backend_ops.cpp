@@ -5,20 +5,8 @@
 // and what was found, out-of-range ids throw ValueError, and cpu GEMMs are deterministic for a fixed
 // thread count.
 //
-// Tolerances (both backends compute in T; they differ only in the order of operations, and in the
-// exp() implementation: libm in reference, Eigen's vectorised exp in cpu):
-//  * k-term reductions (gemm, dot, sum_rows, the norms of rmsnorm and softmax): the error is
-//    measured relative to the sum of the magnitudes of the terms (|alpha| sum_p |a_ip b_pj| +
-//    |beta c_ij| for gemm; the row's largest output for the row-wise ops), which stays meaningful
-//    under cancellation. Two summation orders in precision u (float 6e-8, double 1.1e-16) differ by
-//    at most ~2 k u worst case and ~sqrt(k) u typically. The bound is base * sqrt(k) with base =
-//    1e-5 (float) or 1e-12 (double): >100x the typical difference, and above the worst case k u
-//    for every k used here (k <= 300; float worst case 300 * 6e-8 = 1.8e-5 < 1e-5 * sqrt(300)).
-//  * elementwise ops with one or two roundings (axpy, rope, products): relative to max(|x|, 1)
-//    with x the oracle's value; float 1e-6 (~8 ulp), double 1e-14 (~45 ulp) - an FMA contraction
-//    changes the result by <= 1 ulp.
-//  * ops with exp (swiglu, softmax): float 4e-6, double 1e-13: each exp is within ~2 ulp on both
-//    sides, and the expression adds ~4 more roundings; the bound is >10x that.
+// Tolerances: OpTol / reduction_tol in tests/support/tolerances.hpp (reductions relative to the
+// sum of the terms' magnitudes, elementwise ops, ops with exp, hand-computed values). Besides:
 //  * copy, fill, scale, add, transpose_batched, gather_rows, scatter_add_rows perform the same single
 //    IEEE operation (or none) per element on both backends: bit-identical results are required.
 #include <doctest/doctest.h>
@@ -32,31 +20,13 @@
 #include <vector>
 
 #include "support/check_throws.hpp"
+#include "support/tolerances.hpp"
 
 using namespace trm;
+using trm::test::OpTol;
+using trm::test::reduction_tol;
 
 namespace {
-
-template <class T>
-struct Tol;
-template <>
-struct Tol<float> {
-  static constexpr double reduction_base = 1e-5;
-  static constexpr double elementwise = 1e-6;
-  static constexpr double transcendental = 4e-6;
-  static constexpr double hand = 1e-6;  // hand-computed values, doctest::Approx epsilon
-};
-template <>
-struct Tol<double> {
-  static constexpr double reduction_base = 1e-12;
-  static constexpr double elementwise = 1e-14;
-  static constexpr double transcendental = 1e-13;
-  static constexpr double hand = 1e-14;
-};
-template <class T>
-double reduction_tol(index_t k) {
-  return Tol<T>::reduction_base * std::sqrt(double(std::max<index_t>(k, 1)));
-}
 
 template <class T>
 using Mat = DynTensor<T, 2>;
@@ -190,15 +160,8 @@ void check_gemm_case(Trans ta, Trans tb, T alpha, T beta, CMatrixView<T> a, CMat
   // Magnitude of the terms of every output element, in double.
   Mat<double> mag(m, n);
   for (index_t i = 0; i < m; ++i)
-    for (index_t j = 0; j < n; ++j) {
-      double s = 0;
-      for (index_t p = 0; p < k; ++p) {
-        double av = ta == Trans::N ? a(i, p) : a(p, i);
-        double bv = tb == Trans::N ? b(p, j) : b(j, p);
-        s += std::abs(av * bv);
-      }
-      mag(i, j) = std::abs(double(alpha)) * s + (beta == T(0) ? 0.0 : std::abs(double(beta) * double(c_ref(i, j))));
-    }
+    for (index_t j = 0; j < n; ++j)
+      mag(i, j) = trm::test::gemm_term_magnitude(ta, tb, double(alpha), double(beta), a, b, double(c_ref(i, j)), i, j, k);
   reference::gemm<T>(ta, tb, alpha, a, b, beta, c_ref);
   cpu::gemm<T>(ta, tb, alpha, a, b, beta, c_cpu);
   CHECK(all_finite(c_ref));
@@ -398,7 +361,7 @@ TEST_CASE_TEMPLATE("axpy and add: cpu matches reference; add's out may alias an 
     for (T alpha : {T(1), T(-0.3), T(2.5)}) {
       reference::axpy<T>(alpha, x.cview(), y_ref.view());
       cpu::axpy<T>(alpha, x.cview(), y_cpu.view());
-      CHECK(max_rel_err(y_cpu.cview(), y_ref.cview()) <= Tol<T>::elementwise);
+      CHECK(max_rel_err(y_cpu.cview(), y_ref.cview()) <= OpTol<T>::elementwise);
       CHECK(y_cpu.outside_is(sentinel));
     }
 
@@ -495,7 +458,7 @@ TEST_CASE_TEMPLATE("swiglu_forward/backward: cpu matches reference, extreme gate
     cpu::swiglu_forward<T>(gu.cview(), out_cpu.view());
     CHECK(all_finite(out_ref));
     CHECK(all_finite(out_cpu));
-    CHECK(max_rel_err(out_cpu.cview(), out_ref.cview()) <= Tol<T>::transcendental);
+    CHECK(max_rel_err(out_cpu.cview(), out_ref.cview()) <= OpTol<T>::transcendental);
 
     auto dout = random_mat<T>(r, inter, rng);
     Mat<T> dgu_ref = filled<T>(r, 2 * inter, nan_v<T>), dgu_cpu = dgu_ref;  // overwritten, never read
@@ -503,13 +466,13 @@ TEST_CASE_TEMPLATE("swiglu_forward/backward: cpu matches reference, extreme gate
     cpu::swiglu_backward<T>(gu.cview(), dout.cview(), dgu_cpu.view());
     CHECK(all_finite(dgu_ref));
     CHECK(all_finite(dgu_cpu));
-    CHECK(max_rel_err(dgu_cpu.cview(), dgu_ref.cview()) <= Tol<T>::transcendental);
+    CHECK(max_rel_err(dgu_cpu.cview(), dgu_ref.cview()) <= OpTol<T>::transcendental);
 
     // Strided (column windows of wider matrices), as the layers might hand them.
     Window<T> gw(r, 2 * inter, 1, 3, 0, 2, T(0)), ow(r, inter, 0, 1, 1, 1, T(9));
     reference::copy<T>(gu.cview(), gw.view());
     cpu::swiglu_forward<T>(gw.cview(), ow.view());
-    CHECK(max_rel_err(ow.cview(), out_ref.cview()) <= Tol<T>::transcendental);
+    CHECK(max_rel_err(ow.cview(), out_ref.cview()) <= OpTol<T>::transcendental);
     CHECK(ow.outside_is(T(9)));
   }
 }
@@ -522,18 +485,18 @@ TEST_CASE_TEMPLATE("swiglu: hand-computed values", Bk, reference, cpu) {
     gu(0, 0) = 1, gu(0, 1) = -2, gu(0, 2) = 3, gu(0, 3) = T(0.5);
     Bk::template swiglu_forward<T>(gu.cview(), out.view());
     // silu(1) = 1 / (1 + e^-1) = 0.7310585786300049; silu(-2) = -2 / (1 + e^2) = -0.2384058440442351
-    CHECK(out(0, 0) == doctest::Approx(3 * 0.7310585786300049).epsilon(Tol<T>::hand));
-    CHECK(out(0, 1) == doctest::Approx(0.5 * -0.2384058440442351).epsilon(Tol<T>::hand));
+    CHECK(out(0, 0) == doctest::Approx(3 * 0.7310585786300049).epsilon(OpTol<T>::hand));
+    CHECK(out(0, 1) == doctest::Approx(0.5 * -0.2384058440442351).epsilon(OpTol<T>::hand));
     // Backward at g = 0, u = 2, dout = 1: d/dg silu(0) = 1/2, so dg = 2 * 1/2 = 1; du = silu(0) = 0.
     // At g = 1, u = -1, dout = 3: s = sigmoid(1) = 0.7310585786300049,
     // silu'(1) = s (1 + 1 - s) = 0.9276705118714869: dg = 3 * -1 * that; du = 3 * silu(1).
     gu(0, 0) = 0, gu(0, 1) = 1, gu(0, 2) = 2, gu(0, 3) = -1;
     dout(0, 0) = 1, dout(0, 1) = 3;
     Bk::template swiglu_backward<T>(gu.cview(), dout.cview(), dgu.view());
-    CHECK(dgu(0, 0) == doctest::Approx(1.0).epsilon(Tol<T>::hand));
-    CHECK(dgu(0, 1) == doctest::Approx(-3 * 0.9276705118714869).epsilon(Tol<T>::hand));
+    CHECK(dgu(0, 0) == doctest::Approx(1.0).epsilon(OpTol<T>::hand));
+    CHECK(dgu(0, 1) == doctest::Approx(-3 * 0.9276705118714869).epsilon(OpTol<T>::hand));
     CHECK(dgu(0, 2) == T(0));
-    CHECK(dgu(0, 3) == doctest::Approx(3 * 0.7310585786300049).epsilon(Tol<T>::hand));
+    CHECK(dgu(0, 3) == doctest::Approx(3 * 0.7310585786300049).epsilon(OpTol<T>::hand));
   };
   run(0.0f);
   run(0.0);
@@ -600,9 +563,9 @@ TEST_CASE_TEMPLATE("rmsnorm: hand-computed [3, 4]", Bk, reference, cpu) {
     Bk::template rmsnorm_forward<T>(x.cview(), y.view(), rs.view(), T(1e-5));
     // mean(x^2) = (9 + 16) / 2 = 12.5
     const double rstd = 1.0 / std::sqrt(12.5 + double(T(1e-5)));
-    CHECK(rs(0) == doctest::Approx(rstd).epsilon(Tol<T>::hand));
-    CHECK(y(0, 0) == doctest::Approx(3 * rstd).epsilon(Tol<T>::hand));
-    CHECK(y(0, 1) == doctest::Approx(4 * rstd).epsilon(Tol<T>::hand));
+    CHECK(rs(0) == doctest::Approx(rstd).epsilon(OpTol<T>::hand));
+    CHECK(y(0, 0) == doctest::Approx(3 * rstd).epsilon(OpTol<T>::hand));
+    CHECK(y(0, 1) == doctest::Approx(4 * rstd).epsilon(OpTol<T>::hand));
     // dx = rstd (dy - y mean(dy y)); for dy = y: mean(y^2) = 12.5 rstd^2, dx = rstd y (1 - 12.5 rstd^2)
     Mat<T> dx(1, 2);
     Bk::template rmsnorm_backward<T>(y.cview(), rs.cview(), y.cview(), dx.view(), false);
@@ -635,18 +598,18 @@ TEST_CASE_TEMPLATE("softmax_rows and its backward: cpu matches reference, stable
       cpu::softmax_rows<T>(p_cpu.view(), scale);
       REQUIRE(all_finite(p_ref));
       REQUIRE(all_finite(p_cpu));
-      CHECK(max_row_err(p_cpu.cview(), p_ref.cview()) <= Tol<T>::transcendental * std::sqrt(double(c)));
+      CHECK(max_row_err(p_cpu.cview(), p_ref.cview()) <= OpTol<T>::transcendental * std::sqrt(double(c)));
       for (index_t i = 0; i < r; ++i) {
         double sum = 0;
         for (index_t j = 0; j < c; ++j) sum += double(p_cpu(i, j));
         CHECK(sum == doctest::Approx(1.0).epsilon(reduction_tol<T>(c)));
       }
-      if (r > 2) CHECK(p_cpu(2, 0) == doctest::Approx(1.0 / double(c)).epsilon(Tol<T>::hand));
+      if (r > 2) CHECK(p_cpu(2, 0) == doctest::Approx(1.0 / double(c)).epsilon(OpTol<T>::hand));
       if (c == 2) {  // row 0 = [1000, 1001]: p = [1, e^d] / (1 + e^d), d = scale*1001 - scale*1000
         // d from the products rounded to T as the ops form them: in float, scale * 1000 carries an
         // absolute rounding error of ~3e-5, which is the conditioning of the input, not an op error.
         double e = std::exp(double(T(scale * T(1001))) - double(T(scale * T(1000))));
-        CHECK(p_cpu(0, 1) == doctest::Approx(e / (1 + e)).epsilon(Tol<T>::transcendental));
+        CHECK(p_cpu(0, 1) == doctest::Approx(e / (1 + e)).epsilon(OpTol<T>::transcendental));
       }
 
       auto dp = random_mat<T>(r, c, rng);
@@ -681,19 +644,19 @@ TEST_CASE_TEMPLATE("softmax: hand-computed [0, ln 3] -> [0.25, 0.75]", Bk, refer
     Bk::template softmax_rows<T>(rows(p.view(), 0, 1), T(1));
     Bk::template softmax_rows<T>(rows(p.view(), 1, 1), T(0.5));
     for (index_t i = 0; i < 2; ++i) {
-      CHECK(p(i, 0) == doctest::Approx(0.25).epsilon(Tol<T>::hand));
-      CHECK(p(i, 1) == doctest::Approx(0.75).epsilon(Tol<T>::hand));
+      CHECK(p(i, 0) == doctest::Approx(0.25).epsilon(OpTol<T>::hand));
+      CHECK(p(i, 1) == doctest::Approx(0.75).epsilon(OpTol<T>::hand));
     }
     // Negative scale flips the preference: softmax(-[0, ln 3]) = [0.75, 0.25].
     Mat<T> q = s;
     Bk::template softmax_rows<T>(rows(q.view(), 0, 1), T(-1));
-    CHECK(q(0, 0) == doctest::Approx(0.75).epsilon(Tol<T>::hand));
+    CHECK(q(0, 0) == doctest::Approx(0.75).epsilon(OpTol<T>::hand));
     // Backward with dp = e_1: ds = scale p (e_1 - p_1) = [-0.25*0.75, 0.75*0.25].
     Mat<T> dp(1, 2), ds(1, 2);
     dp(0, 0) = 0, dp(0, 1) = 1;
     Bk::template softmax_rows_backward<T>(rows(p.cview(), 0, 1), dp.cview(), ds.view(), T(1));
-    CHECK(ds(0, 0) == doctest::Approx(-0.1875).epsilon(Tol<T>::hand));
-    CHECK(ds(0, 1) == doctest::Approx(0.1875).epsilon(Tol<T>::hand));
+    CHECK(ds(0, 0) == doctest::Approx(-0.1875).epsilon(OpTol<T>::hand));
+    CHECK(ds(0, 1) == doctest::Approx(0.1875).epsilon(OpTol<T>::hand));
   };
   run(0.0f);
   run(0.0);
@@ -715,7 +678,7 @@ TEST_CASE_TEMPLATE("rope forward and transpose: cpu matches reference on strided
       auto x_ref = columns(q_ref.view(), d, d), x_cpu = columns(q_cpu.view(), d, d);
       reference::rope<T>(x_ref, cs.cview(), sn.cview(), transpose);
       cpu::rope<T>(x_cpu, cs.cview(), sn.cview(), transpose);
-      CHECK(max_rel_err(q_cpu.cview(), q_ref.cview()) <= Tol<T>::elementwise);
+      CHECK(max_rel_err(q_cpu.cview(), q_ref.cview()) <= OpTol<T>::elementwise);
       // The other heads are untouched.
       CHECK(bit_equal(columns(q_cpu.cview(), 0, d), columns(qkv.cview(), 0, d)));
       CHECK(bit_equal(columns(q_cpu.cview(), 2 * d, d), columns(qkv.cview(), 2 * d, d)));
@@ -731,7 +694,7 @@ TEST_CASE_TEMPLATE("rope forward and transpose: cpu matches reference on strided
     Mat<T> x = random_mat<T>(seq, d, rng), y = x;
     cpu::rope<T>(y.view(), c2.cview(), s2.cview(), false);
     cpu::rope<T>(y.view(), c2.cview(), s2.cview(), true);
-    CHECK(max_rel_err(y.cview(), x.cview()) <= 4 * Tol<T>::elementwise);
+    CHECK(max_rel_err(y.cview(), x.cview()) <= 4 * OpTol<T>::elementwise);
   }
 }
 
@@ -758,14 +721,14 @@ TEST_CASE_TEMPLATE("gather_rows / scatter_add_rows: repeated ids, bit-identical"
     Mat<T> dt_ref = dt0, dt_cpu = dt0;
     reference::scatter_add_rows<T>(dout.cview(), idv, scale, dt_ref.view());
     cpu::scatter_add_rows<T>(dout.cview(), idv, scale, dt_cpu.view());
-    CHECK(max_rel_err(dt_cpu.cview(), dt_ref.cview()) <= Tol<T>::elementwise);
+    CHECK(max_rel_err(dt_cpu.cview(), dt_ref.cview()) <= OpTol<T>::elementwise);
     // Row 3 received four contributions, row 2 and 4 none.
     for (index_t j = 0; j < 5; ++j) {
       CHECK(dt_cpu(2, j) == dt0(2, j));
       CHECK(dt_cpu(4, j) == dt0(4, j));
       double want = double(dt0(3, j)) + double(scale) * (double(dout(0, j)) + double(dout(2, j)) +
                                                           double(dout(5, j)) + double(dout(6, j)));
-      CHECK(double(dt_cpu(3, j)) == doctest::Approx(want).epsilon(4 * Tol<T>::elementwise));
+      CHECK(double(dt_cpu(3, j)) == doctest::Approx(want).epsilon(4 * OpTol<T>::elementwise));
     }
   }
   // Strided table window and output window.

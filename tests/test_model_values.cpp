@@ -9,6 +9,7 @@
 #include <trm/trm.hpp>
 
 #include "support/check_throws.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace trm;
 
@@ -56,12 +57,6 @@ std::pair<std::vector<double>, std::vector<float>> train(ModelArgs<C> args, int 
   return {losses, weights};
 }
 
-struct TempDir {
-  std::filesystem::path path = std::filesystem::temp_directory_path() /
-                               ("trm_model_values_" + std::to_string(Rng(std::uint64_t(::time(nullptr))).next_u64() % 1000000000));
-  TempDir() { std::filesystem::create_directories(path); }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
 
 }  // namespace
 
@@ -117,35 +112,35 @@ TEST_CASE("a static and a dynamic schedule of the same counts give bit-identical
 }
 
 TEST_CASE("save_model / load_model: static <-> dynamic load both ways; other counts, N_sup or table sizes are refused") {
-  TempDir dir;
+  test::TempDir dir("trm_model_values");
   using Static = Cfg<TrmRecursion<2, 2>, BceHalting<3>>;
   using Dynamic = Cfg<TrmRecursion<>, BceHalting<>>;
   const Model<Static> s({.puzzle_ids = 7, .seed = 1});
-  save_model(s, dir.path / "static.safetensors");  // the model is taken by const reference
+  save_model(s, dir / "static.safetensors");  // the model is taken by const reference
   Model<Dynamic> d({.schedule = TrmRecursion<>(2, 2), .halting = BceHalting<>(3), .puzzle_ids = 7, .seed = 2});
   CHECK(d.signature() == s.signature());
-  load_model(d, dir.path / "static.safetensors");
+  load_model(d, dir / "static.safetensors");
   CHECK(d.lm_head.weight.value(1, 2) == s.lm_head.weight.value(1, 2));
-  save_model(d, dir.path / "dynamic.safetensors");
+  save_model(d, dir / "dynamic.safetensors");
   Model<Static> s2({.puzzle_ids = 7, .seed = 3});
-  load_model(s2, dir.path / "dynamic.safetensors");
+  load_model(s2, dir / "dynamic.safetensors");
   CHECK(s2.H_init.value(0, 3) == s.H_init.value(0, 3));
-  CHECK(checkpoint_puzzle_ids(dir.path / "static.safetensors") == 7);
+  CHECK(checkpoint_puzzle_ids(dir / "static.safetensors") == 7);
 
   // n = 2 into n = 3, N_sup 3 into 4, a 7-row table into a 5-row one: refused with both signatures.
   Model<Dynamic> n3({.schedule = TrmRecursion<>(3, 2), .halting = BceHalting<>(3), .puzzle_ids = 7});
   const float before = n3.lm_head.weight.value(0, 0);
-  CHECK_THROWS_CONTAINING((load_model(n3, dir.path / "static.safetensors")), io::FormatError, "another model configuration",
+  CHECK_THROWS_CONTAINING((load_model(n3, dir / "static.safetensors")), io::FormatError, "another model configuration",
                           "expected: ", "schedule=TrmRecursion<n=3,T=2>", "found:    ", "schedule=TrmRecursion<n=2,T=2>");
   CHECK(n3.lm_head.weight.value(0, 0) == before);
   Model<Dynamic> nsup4({.schedule = TrmRecursion<>(2, 2), .halting = BceHalting<>(4), .puzzle_ids = 7});
-  CHECK_THROWS_CONTAINING((load_model(nsup4, dir.path / "static.safetensors")), io::FormatError, "halting=BceHalting<N_sup=4>",
+  CHECK_THROWS_CONTAINING((load_model(nsup4, dir / "static.safetensors")), io::FormatError, "halting=BceHalting<N_sup=4>",
                           "halting=BceHalting<N_sup=3>");
   Model<Dynamic> ids5({.schedule = TrmRecursion<>(2, 2), .halting = BceHalting<>(3), .puzzle_ids = 5});
-  CHECK_THROWS_CONTAINING((load_model(ids5, dir.path / "static.safetensors")), io::FormatError, "puzzle_ids=5", "puzzle_ids=7");
+  CHECK_THROWS_CONTAINING((load_model(ids5, dir / "static.safetensors")), io::FormatError, "puzzle_ids=5", "puzzle_ids=7");
   // The 1-step-gradient variant is another schedule of the same weights' shapes: refused too.
   Model<Dynamic> one({.schedule = TrmRecursion<>(2, 2, 1), .halting = BceHalting<>(3), .puzzle_ids = 7});
-  CHECK_THROWS_CONTAINING((load_model(one, dir.path / "static.safetensors")), io::FormatError, "TrmRecursion<n=2,T=2,k=1>");
+  CHECK_THROWS_CONTAINING((load_model(one, dir / "static.safetensors")), io::FormatError, "TrmRecursion<n=2,T=2,k=1>");
 }
 
 TEST_CASE("the puzzle table is sized by the data: rows, id checks, and a table of a million rows") {

@@ -6,7 +6,6 @@
 #include <trm/io/npy.hpp>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -17,7 +16,9 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
-#include <unistd.h>
+
+#include "support/check_throws.hpp"
+#include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 
@@ -25,44 +26,12 @@ namespace fs = std::filesystem;
 #define CHECK_MESSAGE_HAS(text, matcher) CHECK(doctest::String(std::string(text).c_str()) == (matcher))
 using namespace trm::data::sudoku;
 using trm::Rng;
+using trm::test::error_of;
+using trm::test::TempDir;
 
 namespace {
 
 const fs::path kSample = fs::path(TRM_TEST_DATA_DIR) / "sudoku" / "forum_hardest_1905_11plus_first50.csv";
-
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("trm_test_sudoku_" + std::to_string(::getpid()) + "_" + std::to_string(counter.fetch_add(1)));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-// Runs f, which must throw E; returns the message (or a marker that makes Contains checks fail).
-template <class E, class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("<wrong exception type: ") + e.what() + ">";
-  }
-  return "<no exception>";
-}
 
 // An independent, obviously-correct oracle: plain backtracking in cell order, no heuristics.
 template <class S>

@@ -5,13 +5,14 @@
 
 #include <filesystem>
 #include <fstream>
-#include <random>
-#include <unistd.h>
 #include <trm/io/train_state.hpp>
 #include <trm/model/inference.hpp>
 #include <trm/trm.hpp>
 
+#include "support/temp_dir.hpp"
+
 using namespace trm;
+using trm::test::TempDir;
 
 namespace {
 
@@ -51,15 +52,6 @@ Batch random_batch(Rng& rng, index_t b, index_t l, int vocab, int ids) {
   return batch;
 }
 
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    path = std::filesystem::temp_directory_path() / ("trm_test_" + std::to_string(::getpid()) + "_" + std::to_string(Rng(std::uint64_t(std::random_device{}())).next_u64() % 1000000));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
-
 TrainOptions options() {
   TrainOptions o;
   o.schedule = LrSchedule{2, 20, 0.5};
@@ -82,11 +74,11 @@ TEST_CASE("resuming a saved training state reproduces the losses bit for bit") {
   std::vector<double> losses;
   for (int i = 0; i < 8; ++i) {
     losses.push_back(ta.step(batches[i]).total_loss);
-    if (i == 3) save_train_state(ta, dir.path / "state.safetensors");
+    if (i == 3) save_train_state(ta, dir / "state.safetensors");
   }
   auto b = tiny<Tiny>(99);  // different initial weights: everything must come from the file
   Trainer tb(b, AdamAtan2{.lr = 3e-3}, options());
-  load_train_state(tb, dir.path / "state.safetensors");
+  load_train_state(tb, dir / "state.safetensors");
   CHECK(tb.step_count() == 4);
   for (int i = 4; i < 8; ++i) {
     const double l = tb.step(batches[i]).total_loss;
@@ -105,35 +97,35 @@ TEST_CASE("a training state of another configuration or optimiser is refused, th
   auto a = tiny<Tiny>(1);
   Trainer ta(a, AdamAtan2{}, options());
   ta.step(random_batch(rng, 2, 16, 6, 2));
-  save_train_state(ta, dir.path / "s.safetensors");
+  save_train_state(ta, dir / "s.safetensors");
 
   auto other = tiny<TinyAtt>(2);
   Trainer to(other, AdamAtan2{}, options());
   const float before = other.lm_head.weight.value(0, 0);
-  CHECK_THROWS_WITH_AS(load_train_state(to, dir.path / "s.safetensors"), doctest::Contains("another model configuration"),
+  CHECK_THROWS_WITH_AS(load_train_state(to, dir / "s.safetensors"), doctest::Contains("another model configuration"),
                        io::FormatError);
   CHECK(other.lm_head.weight.value(0, 0) == before);
 
   auto c = tiny<Tiny>(1);
   Trainer tc(c, AdamW{}, options());
-  CHECK_THROWS_WITH_AS(load_train_state(tc, dir.path / "s.safetensors"), doctest::Contains("AdamW"), io::FormatError);
+  CHECK_THROWS_WITH_AS(load_train_state(tc, dir / "s.safetensors"), doctest::Contains("AdamW"), io::FormatError);
 
   // A truncated file is refused; nothing is loaded.
-  auto bytes = std::filesystem::file_size(dir.path / "s.safetensors");
-  std::filesystem::resize_file(dir.path / "s.safetensors", bytes / 2);
+  auto bytes = std::filesystem::file_size(dir / "s.safetensors");
+  std::filesystem::resize_file(dir / "s.safetensors", bytes / 2);
   auto d = tiny<Tiny>(5);
   Trainer td(d, AdamAtan2{}, options());
   const float d0 = d.lm_head.weight.value(0, 0);
-  CHECK_THROWS_AS(load_train_state(td, dir.path / "s.safetensors"), io::FormatError);
+  CHECK_THROWS_AS(load_train_state(td, dir / "s.safetensors"), io::FormatError);
   CHECK(d.lm_head.weight.value(0, 0) == d0);
 }
 
 TEST_CASE("model weights round trip; wrong shapes and missing tensors are named") {
   TempDir dir;
   auto a = tiny<Tiny>(1);
-  save_model(a, dir.path / "w.safetensors");
+  save_model(a, dir / "w.safetensors");
   auto b = tiny<Tiny>(2);
-  load_model(b, dir.path / "w.safetensors");
+  load_model(b, dir / "w.safetensors");
   CHECK(b.lm_head.weight.value(1, 3) == a.lm_head.weight.value(1, 3));
   CHECK(b.H_init.value(0, 5) == a.H_init.value(0, 5));
 
@@ -148,16 +140,16 @@ TEST_CASE("model weights round trip; wrong shapes and missing tensors are named"
     }
     f.add<float>("_orig_mod.model.inner." + n, shape, std::span<const float>(v));
   });
-  f.save(dir.path / "ref.safetensors");
+  f.save(dir / "ref.safetensors");
   auto c = tiny<Tiny>(3);
   const float c0 = c.embed_tokens.weight.value(0, 0);
-  CHECK_THROWS_WITH_AS(load_model(c, dir.path / "ref.safetensors"),
+  CHECK_THROWS_WITH_AS(load_model(c, dir / "ref.safetensors"),
                        doctest::Contains("tensor 'lm_head.weight' (stored as '_orig_mod.model.inner.lm_head.weight'): expected shape [6, 16], found [7, 16]"),
                        io::FormatError);
   CHECK(c.embed_tokens.weight.value(0, 0) == c0);  // nothing loaded half
 
   auto att = tiny<TinyAtt>(1);
-  CHECK_THROWS_WITH_AS(load_model(att, dir.path / "w.safetensors"), doctest::Contains("another model configuration"),
+  CHECK_THROWS_WITH_AS(load_model(att, dir / "w.safetensors"), doctest::Contains("another model configuration"),
                        io::FormatError);
 }
 

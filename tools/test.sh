@@ -3,7 +3,15 @@
 #
 # 1. installs missing Debian packages (as root; see tools/install_deps.sh),
 # 2. configures build/ (Release, tests + examples; CUDA compile checks if nvcc is on PATH),
-# 3. builds with all cores, 4. runs ctest --output-on-failure.
+# 3. builds with all cores, 4. runs ctest --output-on-failure (every test, once),
+# 5. when built with OpenBLAS on x86-64: runs the parity, trajectory and resume tests
+#    (test_trm_parity, test_hrm_parity, test_trm_train; ~5-10 s each time) once more under each
+#    OpenBLAS kernel set this CPU can execute: OPENBLAS_CORETYPE=Prescott (generic SSE), Haswell
+#    (flags avx2 + fma in /proc/cpuinfo) and SkylakeX (avx512f + avx512bw). The GEMMs' summation
+#    order depends on the kernel set, and the optimisers amplify last-bit differences of single
+#    elements (tests/support/tolerances.hpp), so an AVX-512 CI machine also checks what an AVX2
+#    laptop or a CPU that OpenBLAS does not know would compute. test_trm_parity fails if the kernels
+#    in use are not the ones OPENBLAS_CORETYPE names (the tests never re-execute themselves).
 # Environment: TRM_BUILD_DIR (default: build).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,3 +32,20 @@ cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release \
 cmake --build "$build_dir" -j"$(nproc)"
 cd "$build_dir"
 ctest --output-on-failure
+
+if grep -Eqi '^TRM_USE_OPENBLAS:BOOL=(ON|1|TRUE|YES|Y)$' CMakeCache.txt && [[ $(uname -m) == x86_64 ]]; then
+    flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2 || true) "
+    cores=(Prescott)
+    [[ $flags == *" avx2 "* && $flags == *" fma "* ]] && cores+=(Haswell)
+    [[ $flags == *" avx512f "* && $flags == *" avx512bw "* ]] && cores+=(SkylakeX)
+    failed=()
+    for core in "${cores[@]}"; do
+        echo "trm: parity, trajectory and resume tests with OPENBLAS_CORETYPE=$core"
+        OPENBLAS_CORETYPE=$core ctest -R '^(test_trm_parity|test_hrm_parity|test_trm_train)$' --output-on-failure ||
+            failed+=("$core")
+    done
+    if ((${#failed[@]})); then
+        echo "trm: tests failed with OPENBLAS_CORETYPE=${failed[*]}" >&2
+        exit 1
+    fi
+fi
