@@ -17,6 +17,7 @@
 #include "support/gradcheck.hpp"
 
 #include <map>
+#include <string_view>
 #include <typeinfo>
 
 using namespace trm;
@@ -91,6 +92,23 @@ Carry2 start_carry(const M& m, index_t b, std::uint64_t seed) {
   for (auto& v : c.y.span()) v += rng.uniform(-0.5, 0.5);
   for (auto& v : c.z.span()) v += rng.uniform(-0.5, 0.5);
   return c;
+}
+
+// Net calls spelled out by hand, independently of any schedule, on carry c: for each letter of
+// `calls`, 'z' is z <- nets[latent_net](z + (y + x)) and 'y' is y <- nets[answer_net](y + z).
+template <class M>
+void run_calls_by_hand(const M& m, const Batch& batch, Carry2& c, std::string_view calls, std::size_t latent_net,
+                       std::size_t answer_net) {
+  DynTensor<double, 3> x(batch.size(), M::total_len, M::hidden), in(batch.size(), M::total_len, M::hidden);
+  m.embed(batch, x.view());
+  typename M::net_type::Cache cache;
+  typename M::net_type::Workspace ws;
+  for (char call : calls) {
+    const bool latent = call == 'z';
+    for (index_t i = 0; i < in.size(); ++i)
+      in.data()[i] = latent ? c.z.data()[i] + (c.y.data()[i] + x.data()[i]) : c.y.data()[i] + c.z.data()[i];
+    m.nets[latent ? latent_net : answer_net].forward(in.cview(), latent ? c.z.view() : c.y.view(), cache, ws);
+  }
 }
 
 struct StepResult {
@@ -235,23 +253,9 @@ TEST_CASE("HrmRecursion<2,3>: gradient through the last L and H calls only; fini
   DModel<HrmRecursion<1, 1>> full({.puzzle_ids = 2, .seed = 0});
   copy_state(a, full);
   const Carry2 c = start_carry(a, 2, 3);
-  // c1 spelled out: L, L, H, L, L (the cycle order of SPEC §5 without the last L and H update)
+  // c1 spelled out: L, L, L, H, L, L (SPEC §5's cycle order without the last L and H update)
   Carry2 c1 = c;
-  {
-    DynTensor<double, 3> x(2, a.total_len, a.hidden), in(2, a.total_len, a.hidden);
-    a.embed(batch, x.view());
-    typename decltype(a)::net_type::Cache cache;
-    typename decltype(a)::net_type::Workspace ws;
-    auto L = [&] {
-      for (index_t i = 0; i < in.size(); ++i) in.data()[i] = c1.z.data()[i] + (c1.y.data()[i] + x.data()[i]);
-      a.nets[1].forward(in.cview(), c1.z.view(), cache, ws);
-    };
-    auto H = [&] {
-      for (index_t i = 0; i < in.size(); ++i) in.data()[i] = c1.y.data()[i] + c1.z.data()[i];
-      a.nets[0].forward(in.cview(), c1.y.view(), cache, ws);
-    };
-    L(), L(), L(), H(), L(), L();
-  }
+  run_calls_by_hand(a, batch, c1, "zzzyzz", /*latent net=*/Hrm::low, /*answer net=*/Hrm::high);
   check_truncation(a, c, full, c1, batch);
   check_finite_differences(full, c1, batch);
 }
@@ -323,21 +327,7 @@ TEST_CASE("TrmOneStepGradient<3,2>: gradient through the last latent and the ans
   const Carry2 c = start_carry(a, 2, 3);
   // c1: one whole pass (3 latent updates + answer), then the first 2 latent updates of the last pass
   Carry2 c1 = c;
-  {
-    DynTensor<double, 3> x(2, a.total_len, a.hidden), in(2, a.total_len, a.hidden);
-    a.embed(batch, x.view());
-    typename decltype(a)::net_type::Cache cache;
-    typename decltype(a)::net_type::Workspace ws;
-    auto zup = [&] {
-      for (index_t i = 0; i < in.size(); ++i) in.data()[i] = c1.z.data()[i] + (c1.y.data()[i] + x.data()[i]);
-      a.nets[0].forward(in.cview(), c1.z.view(), cache, ws);
-    };
-    auto yup = [&] {
-      for (index_t i = 0; i < in.size(); ++i) in.data()[i] = c1.y.data()[i] + c1.z.data()[i];
-      a.nets[0].forward(in.cview(), c1.y.view(), cache, ws);
-    };
-    zup(), zup(), zup(), yup(), zup(), zup();
-  }
+  run_calls_by_hand(a, batch, c1, "zzzyzz", 0, 0);
   check_truncation(a, c, full, c1, batch);
   check_finite_differences(full, c1, batch);
 }
