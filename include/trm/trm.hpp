@@ -39,3 +39,4 @@
 #include "io/checkpoint.hpp"
 #include "io/train_state.hpp"
 #include "data/sudoku.hpp"
+#include "data/puzzle_dataset.hpp"
