@@ -39,4 +39,5 @@
 #include "io/checkpoint.hpp"
 #include "io/train_state.hpp"
 #include "data/sudoku.hpp"
+#include "data/maze.hpp"
 #include "data/puzzle_dataset.hpp"
