@@ -656,6 +656,9 @@ TEST_CASE("dataset: the reader rejects malformed datasets with clear errors") {
     write_text(p, j.dump());
   };
 
+  // The format itself is checked by trm::data::PuzzleDataset, whose errors read
+  // "<file>: <field>: expected ..., found ..." (rethrown as SudokuFormatError); the Sudoku reader
+  // adds the checks against the compile-time shape, the token ranges and the solutions.
   // Shape mismatch with the compile-time shape.
   {
     TempDir dir;
@@ -664,42 +667,42 @@ TEST_CASE("dataset: the reader rejects malformed datasets with clear errors") {
     CHECK_MESSAGE_HAS(error_of<SudokuFormatError>([&] { read_reference_dataset<Sudoku9>(dir.path(), "train"); }),
                doctest::Contains("dataset.json: seq_len: expected 81 (Sudoku 9x9 with 3x3 boxes), found 16"));
     CHECK_MESSAGE_HAS(error_of<SudokuFormatError>([&] { read_reference_dataset<Sudoku4>(dir.path(), "test"); }),
-               doctest::Contains("test/dataset.json: missing file"));
+               doctest::Contains("test/dataset.json: file: expected a regular file, found none (missing file)"));
   }
   CHECK_MESSAGE_HAS(broken([&](auto&, const fs::path& s) { edit_json(s / "dataset.json", [](auto& j) { j["vocab_size"] = 11; }); }),
              doctest::Contains("dataset.json: vocab_size: expected 6 (Sudoku 4x4 with 2x2 boxes: pad, blank, 4 digits), found 11"));
   CHECK_MESSAGE_HAS(broken([&](auto&, const fs::path& s) { edit_json(s / "dataset.json", [](auto& j) { j.erase("seq_len"); }); }),
-             doctest::Contains("dataset.json: missing field \"seq_len\""));
+             doctest::Contains("dataset.json: field \"seq_len\": expected present, found no such field"));
   CHECK_MESSAGE_HAS(broken([&](auto&, const fs::path& s) { edit_json(s / "dataset.json", [](auto& j) { j["pad_id"] = "0"; }); }),
-             doctest::Contains("pad_id: expected an integer, found string"));
+             doctest::Contains("field \"pad_id\": expected an integer, found string \"0\""));
   CHECK_MESSAGE_HAS(broken([&](auto&, const fs::path& s) { edit_json(s / "dataset.json", [](auto& j) { j["total_groups"] = 3; }); }),
-             doctest::Contains("total_groups: expected 4 (the length of group_indices - 1), found 3"));
+             doctest::Contains("field \"total_groups\": expected 4 (the groups of its sets' group_indices), found 3"));
   CHECK_MESSAGE_HAS(broken([&](auto&, const fs::path& s) { edit_json(s / "dataset.json", [](auto& j) { j["sets"] = {"other"}; }); }),
              doctest::Contains("sets: expected it to contain \"all\""));
   CHECK_MESSAGE_HAS(broken([&](auto&, const fs::path& s) { write_text(s / "dataset.json", "{\"pad_id\": 0,"); }),
-             doctest::Contains("dataset.json: invalid JSON"));
+             doctest::Contains("dataset.json: JSON: expected valid JSON, found a parse error"));
   // npy files: missing, wrong dtype, wrong shape.
   CHECK_MESSAGE_HAS(broken([&](auto&, const fs::path& s) { fs::remove(s / "all__labels.npy"); }),
-             doctest::Contains("all__labels.npy: missing file"));
+             doctest::Contains("all__labels.npy: file: expected a regular file, found none (missing file)"));
   CHECK_MESSAGE_HAS(broken([&](auto&, const fs::path& s) {
                const auto a = load(s / "all__labels.npy");
                std::vector<std::int64_t> wide(a.data.size());
                for (std::size_t i = 0; i < wide.size(); ++i) wide[i] = std::to_integer<int>(a.data[i]);
                trm::io::save_npy(s / "all__labels.npy", trm::io::make_npy<std::int64_t>(a.shape, std::span<const std::int64_t>(wide)));
              }),
-             doctest::Contains("all__labels.npy: expected dtype U8, found I64"));
+             doctest::Contains("all__labels.npy: dtype: expected U8 ('|u1'), found I64"));
   CHECK_MESSAGE_HAS(broken([&](auto&, const fs::path& s) {
                auto a = load(s / "all__inputs.npy");
                a.shape = {a.shape[0] * 2, 8};
                trm::io::save_npy(s / "all__inputs.npy", a);
              }),
-             doctest::Contains("all__inputs.npy: expected shape [E, 16] (Sudoku 4x4 with 2x2 boxes), found [16, 8]"));
+             doctest::Contains("all__inputs.npy: shape: expected [N_examples, 16] (seq_len from dataset.json), found [16, 8]"));
   CHECK_MESSAGE_HAS(broken([&](auto&, const fs::path& s) {
                auto a = load(s / "all__labels.npy");
                a.shape = {a.shape[0] / 2, 32};
                trm::io::save_npy(s / "all__labels.npy", a);
              }),
-             doctest::Contains("all__labels.npy: expected the inputs' shape [8, 16], found [4, 32]"));
+             doctest::Contains("all__labels.npy: shape: expected [8, 16] (the shape of "));
   CHECK_MESSAGE_HAS(broken([&](auto&, const fs::path& s) { write_text(s / "all__inputs.npy", "not an npy file"); }),
              doctest::Contains("all__inputs.npy"));
   // Token ranges.
@@ -714,7 +717,7 @@ TEST_CASE("dataset: the reader rejects malformed datasets with clear errors") {
                a.data[16 * 2 + 15] = std::byte{6};
                trm::io::save_npy(s / "all__labels.npy", a);
              }),
-             doctest::Contains("all__labels.npy: example 2, cell 15 (row 3, col 3): expected a token in 2..5"));
+             doctest::Contains("all__labels.npy: labels[2, 15]: expected a token < vocab_size (6) or ignore_label_id (0), found 6"));
   CHECK_MESSAGE_HAS(broken([&](auto&, const fs::path& s) {
                auto a = load(s / "all__labels.npy");
                a.data[16 * 2 + 15] = std::byte{1};  // blank in a label
@@ -727,25 +730,25 @@ TEST_CASE("dataset: the reader rejects malformed datasets with clear errors") {
                std::swap(v[2], v[3]);
                trm::io::save_npy(s / "all__puzzle_indices.npy", trm::io::make_npy<std::int32_t>({static_cast<std::int64_t>(v.size())}, std::span<const std::int32_t>(v)));
              }),
-             doctest::Contains("all__puzzle_indices.npy: expected non-decreasing offsets, found 3 then 2 at index 3"));
+             doctest::Contains("all__puzzle_indices.npy: puzzle_indices[3]: expected non-decreasing offsets (>= puzzle_indices[2] = 3), found 2"));
   CHECK_MESSAGE_HAS(broken([&](auto&, const fs::path& s) {
                auto v = trm::io::values<std::int32_t>(load(s / "all__group_indices.npy"));
                v.back() = 7;
                trm::io::save_npy(s / "all__group_indices.npy", trm::io::make_npy<std::int32_t>({static_cast<std::int64_t>(v.size())}, std::span<const std::int32_t>(v)));
              }),
-             doctest::Contains("all__group_indices.npy: expected the last offset to equal the number of puzzles (8), found 7"));
+             doctest::Contains("all__group_indices.npy: group_indices[4] (the last offset): expected N_puzzles"));
   CHECK_MESSAGE_HAS(broken([&](auto&, const fs::path& s) {
                auto v = trm::io::values<std::int32_t>(load(s / "all__puzzle_indices.npy"));
                v.pop_back();
                trm::io::save_npy(s / "all__puzzle_indices.npy", trm::io::make_npy<std::int32_t>({static_cast<std::int64_t>(v.size())}, std::span<const std::int32_t>(v)));
              }),
-             doctest::Contains("all__puzzle_indices.npy: expected shape [9] (puzzles + 1), found [8]"));
+             doctest::Contains("all__puzzle_indices.npy: shape: expected [9] (N_puzzles + 1"));
   CHECK_MESSAGE_HAS(broken([&](auto&, const fs::path& s) {
                auto v = trm::io::values<std::int32_t>(load(s / "all__puzzle_identifiers.npy"));
                v[1] = 1;
                trm::io::save_npy(s / "all__puzzle_identifiers.npy", trm::io::make_npy<std::int32_t>({static_cast<std::int64_t>(v.size())}, std::span<const std::int32_t>(v)));
              }),
-             doctest::Contains("all__puzzle_identifiers.npy: puzzle 1: expected an id in 0..0 (num_puzzle_identifiers 1), found 1"));
+             doctest::Contains("all__puzzle_identifiers.npy: puzzle_identifiers[1]: expected an id in [0, num_puzzle_identifiers = 1), found 1"));
   // Labels that do not solve their inputs.
   CHECK_MESSAGE_HAS(broken([&](auto&, const fs::path& s) {
                auto a = load(s / "all__labels.npy");

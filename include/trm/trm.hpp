@@ -38,6 +38,7 @@
 #include "io/atomic_file.hpp"
 #include "io/checkpoint.hpp"
 #include "io/train_state.hpp"
+#include "data/task.hpp"
+#include "data/puzzle_dataset.hpp"
 #include "data/sudoku.hpp"
 #include "data/maze.hpp"
-#include "data/puzzle_dataset.hpp"

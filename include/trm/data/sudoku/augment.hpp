@@ -89,6 +89,25 @@ Example<S> apply_transform(const Transform<S>& t, const Example<S>& ex) {
   return {apply_transform(t, ex.puzzle), apply_transform(t, ex.solution)};
 }
 
+// The exact inverse: apply_transform(inverse(t), apply_transform(t, g)) == g for every grid g.
+// Undoing "transpose, then permute rows and columns, then relabel digits" is "relabel back, permute
+// back, then transpose", and that is again a Transform: with a transpose, the inverse's row order
+// is the inverse of t's column order and vice versa.
+template <SudokuShapeType S>
+Transform<S> inverse(const Transform<S>& t) {
+  auto invert = [](const std::array<std::uint8_t, S::n>& p) {
+    std::array<std::uint8_t, S::n> q{};
+    for (int i = 0; i < S::n; ++i) q[p[static_cast<std::size_t>(i)]] = static_cast<std::uint8_t>(i);
+    return q;
+  };
+  Transform<S> u;
+  for (int v = 0; v <= S::n; ++v) u.digit_map[t.digit_map[static_cast<std::size_t>(v)]] = static_cast<std::uint8_t>(v);
+  u.transpose = t.transpose;
+  u.row_perm = invert(t.transpose ? t.col_perm : t.row_perm);
+  u.col_perm = invert(t.transpose ? t.row_perm : t.col_perm);
+  return u;
+}
+
 // One random augmentation of a puzzle and its solution (the same transform for both).
 template <SudokuShapeType S>
 Example<S> augment(const Example<S>& ex, Rng& rng) {

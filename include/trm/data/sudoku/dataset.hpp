@@ -17,11 +17,14 @@
 // mean_puzzle_examples E/P (1.0), total_puzzles (the reference Sudoku builder writes the number
 // of groups here, not of puzzles; we do the same), sets ["all"].
 //
-// Every file is written atomically (temporary file + fsync + rename), so a crash leaves either the
-// old or the new file, never a torn one. The reader checks everything (field types and values,
-// seq_len and vocab against the compile-time shape, dtypes, shapes, monotone offsets, token
-// ranges and, by default, that every label is a valid solution keeping its input's givens) and
-// throws SudokuFormatError naming the file and what was expected vs found.
+// Reading and writing are trm::data::PuzzleDataset's (data/puzzle_dataset.hpp): every file is
+// written atomically (temporary file + fsync + rename), so a crash leaves either the old or the new
+// file, never a torn one, and the reader checks the format (field types, dtypes, shapes against
+// the file sizes before allocating, monotone offsets, id and token ranges). On top of that this
+// file checks what is Sudoku's: seq_len and vocab against the compile-time shape, pad and blank
+// ids, token ranges (inputs 1..N+1, labels 2..N+1) and, by default, that every label is a valid
+// solution keeping its input's givens. Every error is a SudokuFormatError naming the file (and
+// field) and what was expected vs found; PuzzleDataset's errors keep their text.
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
@@ -30,46 +33,21 @@
 #include <string>
 #include <string_view>
 #include <vector>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
 #include "trm/core/rng.hpp"
+#include "trm/data/puzzle_dataset.hpp"
 #include "trm/data/sudoku/augment.hpp"
 #include "trm/data/sudoku/csv.hpp"
 #include "trm/data/sudoku/grid.hpp"
 #include "trm/data/sudoku/tokens.hpp"
-#include "trm/io/atomic_file.hpp"
-#include "trm/io/npy.hpp"
 
 namespace trm::data::sudoku {
 
-struct DatasetMetadata {
-  int pad_id = 0;
-  std::optional<int> ignore_label_id = 0;
-  int blank_identifier_id = 0;
-  int vocab_size = 0;
-  int seq_len = 0;
-  int num_puzzle_identifiers = 1;
-  std::int64_t total_groups = 0;
-  double mean_puzzle_examples = 1.0;
-  std::optional<std::int64_t> total_puzzles;  // TRM writes it (Sudoku: = total_groups); HRM does not
-  std::vector<std::string> sets{"all"};
-
-  nlohmann::ordered_json to_json() const {
-    nlohmann::ordered_json j;
-    j["pad_id"] = pad_id;
-    j["ignore_label_id"] = ignore_label_id ? nlohmann::ordered_json(*ignore_label_id) : nlohmann::ordered_json(nullptr);
-    j["blank_identifier_id"] = blank_identifier_id;
-    j["vocab_size"] = vocab_size;
-    j["seq_len"] = seq_len;
-    j["num_puzzle_identifiers"] = num_puzzle_identifiers;
-    j["total_groups"] = total_groups;
-    j["mean_puzzle_examples"] = mean_puzzle_examples;
-    if (total_puzzles) j["total_puzzles"] = *total_puzzles;
-    j["sets"] = sets;
-    return j;
-  }
-};
+// The reference metadata (dataset.json); the same struct as every task's.
+using DatasetMetadata = PuzzleDatasetMetadata;
 
 template <SudokuShapeType S>
 struct ReferenceDataset {
@@ -91,6 +69,15 @@ struct ReferenceDataset {
     return std::span<const std::uint8_t>(labels).subspan(i * S::cells, S::cells);
   }
   Example<S> example(std::size_t i) const { return {decode<S>(input(i)), decode<S>(label(i), false)}; }
+
+  // The task-neutral form (one set, named metadata.sets[0]), e.g. for TrainSampler / EvalSampler.
+  PuzzleDataset to_puzzle_dataset() const {
+    PuzzleDataset p;
+    p.metadata = metadata;
+    p.sets.push_back(PuzzleSet{metadata.sets.empty() ? std::string("all") : metadata.sets.front(), inputs, labels,
+                               puzzle_identifiers, puzzle_indices, group_indices});
+    return p;
+  }
 };
 
 // The reference metadata for a Sudoku dataset of `groups` groups and `puzzles` one-example puzzles.
@@ -162,31 +149,6 @@ struct DatasetReadOptions {
 
 namespace detail {
 
-template <class T>
-std::string list_preview(const std::vector<T>& v) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < v.size() && i < 6; ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-  if (v.size() > 6) s += ", ...";
-  return s + "]";
-}
-
-// Offsets: size count+1, start 0, non-decreasing, end `end`.
-inline void check_offsets(const std::vector<std::int32_t>& off, std::int64_t end, const std::string& what,
-                          const std::string& what_end) {
-  if (off.empty()) throw SudokuFormatError(what + ": expected at least one offset (0), found none");
-  if (off.front() != 0) throw SudokuFormatError(what + ": expected the first offset 0, found " + std::to_string(off.front()));
-  for (std::size_t i = 1; i < off.size(); ++i) {
-    if (off[i] < off[i - 1]) {
-      throw SudokuFormatError(what + ": expected non-decreasing offsets, found " + std::to_string(off[i - 1]) +
-                              " then " + std::to_string(off[i]) + " at index " + std::to_string(i));
-    }
-  }
-  if (off.back() != end) {
-    throw SudokuFormatError(what + ": expected the last offset to equal " + what_end + " (" + std::to_string(end) +
-                            "), found " + std::to_string(off.back()));
-  }
-}
-
 template <class S>
 void check_tokens(std::span<const std::uint8_t> tok, int lo, const std::string& what, const std::string& note) {
   for (std::size_t k = 0; k < tok.size(); ++k) {
@@ -200,8 +162,10 @@ void check_tokens(std::span<const std::uint8_t> tok, int lo, const std::string& 
   }
 }
 
+// What is Sudoku's (the format itself is checked by PuzzleDataset): metadata against the shape,
+// token ranges, and with check_solutions / check_unique the labels as solutions of the inputs.
 template <class S>
-void validate(const ReferenceDataset<S>& d, const std::string& ctx, const DatasetReadOptions& opt) {
+void validate_sudoku(const ReferenceDataset<S>& d, const std::string& ctx, const DatasetReadOptions& opt) {
   const DatasetMetadata& m = d.metadata;
   auto expect_eq = [&](const char* field, std::int64_t expected, std::int64_t found, const std::string& why) {
     if (expected != found) {
@@ -216,34 +180,6 @@ void validate(const ReferenceDataset<S>& d, const std::string& ctx, const Datase
   if (m.ignore_label_id && *m.ignore_label_id != 0) {
     throw SudokuFormatError(ctx + "dataset.json: ignore_label_id: expected 0 or null, found " +
                             std::to_string(*m.ignore_label_id));
-  }
-  if (m.num_puzzle_identifiers < 1) {
-    throw SudokuFormatError(ctx + "dataset.json: num_puzzle_identifiers: expected >= 1, found " +
-                            std::to_string(m.num_puzzle_identifiers));
-  }
-  if (d.inputs.size() % S::cells != 0 || d.labels.size() != d.inputs.size()) {
-    throw SudokuFormatError(ctx + "inputs/labels: expected two [E, " + std::to_string(S::cells) +
-                            "] arrays of the same shape, found " + std::to_string(d.inputs.size()) + " and " +
-                            std::to_string(d.labels.size()) + " values");
-  }
-  const auto E = static_cast<std::int64_t>(d.num_examples());
-  const auto P = static_cast<std::int64_t>(d.puzzle_identifiers.size());
-  if (static_cast<std::int64_t>(d.puzzle_indices.size()) != P + 1) {
-    throw SudokuFormatError(ctx + opt.set + "__puzzle_indices.npy: expected shape [" + std::to_string(P + 1) +
-                            "] (puzzles + 1), found [" + std::to_string(d.puzzle_indices.size()) + "]");
-  }
-  check_offsets(d.puzzle_indices, E, ctx + opt.set + "__puzzle_indices.npy", "the number of examples");
-  check_offsets(d.group_indices, P, ctx + opt.set + "__group_indices.npy", "the number of puzzles");
-  expect_eq("total_groups", static_cast<std::int64_t>(d.num_groups()), m.total_groups,
-            " (the length of group_indices - 1)");
-  for (std::size_t p = 0; p < d.puzzle_identifiers.size(); ++p) {
-    const auto id = d.puzzle_identifiers[p];
-    if (id < 0 || id >= m.num_puzzle_identifiers) {
-      throw SudokuFormatError(ctx + opt.set + "__puzzle_identifiers.npy: puzzle " + std::to_string(p) +
-                              ": expected an id in 0.." + std::to_string(m.num_puzzle_identifiers - 1) +
-                              " (num_puzzle_identifiers " + std::to_string(m.num_puzzle_identifiers) + "), found " +
-                              std::to_string(id));
-    }
   }
   check_tokens<S>(d.inputs, blank_token, ctx + opt.set + "__inputs.npy", "(1 = blank, 2.. = digits; pad 0 is never used)");
   check_tokens<S>(d.labels, blank_token + 1, ctx + opt.set + "__labels.npy",
@@ -268,46 +204,14 @@ void validate(const ReferenceDataset<S>& d, const std::string& ctx, const Datase
   }
 }
 
-template <class T>
-io::NpyArray make_array(std::vector<std::int64_t> shape, const std::vector<T>& v) {
-  return io::make_npy<T>(std::move(shape), std::span<const T>(v));
-}
-
-inline void write_json_atomically(const std::filesystem::path& path, const nlohmann::ordered_json& j) {
-  const std::string text = j.dump();
-  io::write_file_atomically(path, [&](io::AtomicFileWriter& w) { w.write(std::string_view(text)); });
-}
-
-inline nlohmann::json read_json(const std::filesystem::path& path) {
-  if (!std::filesystem::is_regular_file(path)) throw SudokuFormatError(path.string() + ": missing file");
-  const auto bytes = io::read_file(path);
+// Runs f, turning PuzzleDataset's format errors into SudokuFormatError (same text).
+template <class F>
+decltype(auto) as_sudoku_error(F&& f) {
   try {
-    return nlohmann::json::parse(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
-  } catch (const nlohmann::json::parse_error& e) {
-    throw SudokuFormatError(path.string() + ": invalid JSON: " + e.what());
-  }
-}
-
-template <class T>
-std::vector<T> load_array(const std::filesystem::path& path, std::size_t rank, const std::string& expected_shape,
-                          std::vector<std::int64_t>& shape) {
-  if (!std::filesystem::is_regular_file(path)) throw SudokuFormatError(path.string() + ": missing file");
-  io::NpyArray a;
-  try {
-    a = io::load_npy(path);
-  } catch (const io::FormatError& e) {
+    return std::forward<F>(f)();
+  } catch (const PuzzleDatasetError& e) {
     throw SudokuFormatError(e.what());
   }
-  if (a.dtype != io::dtype_of_v<T>) {
-    throw SudokuFormatError(path.string() + ": expected dtype " + std::string(io::dtype_name(io::dtype_of_v<T>)) +
-                            ", found " + std::string(io::dtype_name(a.dtype)));
-  }
-  if (a.shape.size() != rank) {
-    throw SudokuFormatError(path.string() + ": expected shape " + expected_shape + ", found " +
-                            trm::format_shape(a.shape));
-  }
-  shape = a.shape;
-  return io::values<T>(a, path.string());
 }
 
 }  // namespace detail
@@ -316,33 +220,16 @@ std::vector<T> load_array(const std::filesystem::path& path, std::size_t rank, c
 // The dataset is validated first (as the reader would), so nothing invalid is written.
 template <SudokuShapeType S>
 void write_reference_dataset(const std::filesystem::path& dir, std::string_view split, const ReferenceDataset<S>& d) {
-  if (split.empty() || split.find('/') != std::string_view::npos) {
-    throw ValueError("sudoku dataset: split name must be a plain directory name, found \"" + std::string(split) + "\"");
-  }
-  const std::string set = d.metadata.sets.empty() ? std::string("all") : d.metadata.sets.front();
   if (d.metadata.sets.size() != 1) {
     throw ValueError("sudoku dataset: expected exactly one set name in the metadata, found " +
                      std::to_string(d.metadata.sets.size()));
   }
+  const PuzzleDataset p = d.to_puzzle_dataset();
   DatasetReadOptions opt;
-  opt.set = set;
-  detail::validate(d, "sudoku dataset (before writing): ", opt);
-
-  const std::filesystem::path split_dir = dir / std::string(split);
-  std::filesystem::create_directories(split_dir);
-  const auto E = static_cast<std::int64_t>(d.num_examples());
-  io::save_npy(split_dir / (set + "__inputs.npy"), detail::make_array<std::uint8_t>({E, S::cells}, d.inputs));
-  io::save_npy(split_dir / (set + "__labels.npy"), detail::make_array<std::uint8_t>({E, S::cells}, d.labels));
-  io::save_npy(split_dir / (set + "__puzzle_identifiers.npy"),
-               detail::make_array<std::int32_t>({static_cast<std::int64_t>(d.puzzle_identifiers.size())},
-                                                d.puzzle_identifiers));
-  io::save_npy(split_dir / (set + "__puzzle_indices.npy"),
-               detail::make_array<std::int32_t>({static_cast<std::int64_t>(d.puzzle_indices.size())}, d.puzzle_indices));
-  io::save_npy(split_dir / (set + "__group_indices.npy"),
-               detail::make_array<std::int32_t>({static_cast<std::int64_t>(d.group_indices.size())}, d.group_indices));
-  // dataset.json last: a reader that finds it finds complete arrays next to it.
-  detail::write_json_atomically(split_dir / "dataset.json", d.metadata.to_json());
-  detail::write_json_atomically(dir / "identifiers.json", nlohmann::ordered_json::array({"<blank>"}));
+  opt.set = d.metadata.sets.front();
+  detail::as_sudoku_error([&] { p.validate(dir, split); });
+  detail::validate_sudoku(d, "sudoku dataset (before writing): ", opt);
+  detail::as_sudoku_error([&] { p.write(dir, split); });
 }
 
 // Builds (see build_reference_dataset) and writes; returns what was written.
@@ -359,96 +246,37 @@ ReferenceDataset<S> write_reference_dataset(const std::filesystem::path& dir, st
 template <SudokuShapeType S>
 ReferenceDataset<S> read_reference_dataset(const std::filesystem::path& dir, std::string_view split,
                                            const DatasetReadOptions& opt = {}) {
+  namespace dp = trm::data::detail::puzzle;
   const std::filesystem::path split_dir = dir / std::string(split);
   const std::filesystem::path json_path = split_dir / "dataset.json";
-  const nlohmann::json j = detail::read_json(json_path);
   const std::string jctx = json_path.string() + ": ";
-  if (!j.is_object()) throw SudokuFormatError(jctx + "expected a JSON object, found " + std::string(j.type_name()));
-
-  auto field = [&](const char* name) -> const nlohmann::json& {
-    if (!j.contains(name)) throw SudokuFormatError(jctx + "missing field \"" + name + "\"");
-    return j.at(name);
-  };
-  auto integer = [&](const char* name) -> std::int64_t {
-    const nlohmann::json& v = field(name);
-    if (!v.is_number_integer()) {
-      throw SudokuFormatError(jctx + name + ": expected an integer, found " + std::string(v.type_name()) + " " + v.dump());
-    }
-    return v.get<std::int64_t>();
-  };
-  auto small = [&](const char* name) -> int {
-    const std::int64_t v = integer(name);
-    if (v < INT32_MIN || v > INT32_MAX) throw SudokuFormatError(jctx + name + ": value " + std::to_string(v) + " out of range");
-    return static_cast<int>(v);
-  };
-
-  ReferenceDataset<S> d;
-  DatasetMetadata& m = d.metadata;
-  m.pad_id = small("pad_id");
-  {
-    const nlohmann::json& v = field("ignore_label_id");
-    if (v.is_null()) m.ignore_label_id.reset();
-    else m.ignore_label_id = small("ignore_label_id");
+  // The metadata against the shape before any array is read.
+  const DatasetMetadata m =
+      detail::as_sudoku_error([&] { return dp::parse_metadata(dp::read_json(json_path), json_path.string()); });
+  if (std::find(m.sets.begin(), m.sets.end(), opt.set) == m.sets.end()) {
+    throw SudokuFormatError(jctx + "sets: expected it to contain \"" + opt.set + "\", found " +
+                            nlohmann::json(m.sets).dump());
   }
-  m.blank_identifier_id = small("blank_identifier_id");
-  m.vocab_size = small("vocab_size");
-  m.seq_len = small("seq_len");
-  m.num_puzzle_identifiers = small("num_puzzle_identifiers");
-  m.total_groups = integer("total_groups");
-  {
-    const nlohmann::json& v = field("mean_puzzle_examples");
-    if (!v.is_number()) throw SudokuFormatError(jctx + "mean_puzzle_examples: expected a number, found " + v.dump());
-    m.mean_puzzle_examples = v.get<double>();
-  }
-  if (j.contains("total_puzzles")) m.total_puzzles = integer("total_puzzles");
-  {
-    const nlohmann::json& v = field("sets");
-    if (!v.is_array()) throw SudokuFormatError(jctx + "sets: expected a list of names, found " + v.dump());
-    m.sets.clear();
-    for (const nlohmann::json& s : v) {
-      if (!s.is_string()) throw SudokuFormatError(jctx + "sets: expected strings, found " + s.dump());
-      m.sets.push_back(s.get<std::string>());
-    }
-    if (std::find(m.sets.begin(), m.sets.end(), opt.set) == m.sets.end()) {
-      throw SudokuFormatError(jctx + "sets: expected it to contain \"" + opt.set + "\", found " + v.dump());
-    }
-  }
-  // Check the metadata against the shape before reading large arrays.
   if (m.seq_len != S::seq_len) {
     throw SudokuFormatError(jctx + "seq_len: expected " + std::to_string(S::seq_len) + " (" + S::name() + "), found " +
                             std::to_string(m.seq_len));
   }
-
-  const std::string prefix = opt.set + "__";
-  const std::string cells = std::to_string(S::cells);
-  std::vector<std::int64_t> in_shape, lab_shape, pid_shape, pi_shape, gi_shape;
-  d.inputs = detail::load_array<std::uint8_t>(split_dir / (prefix + "inputs.npy"), 2, "[E, " + cells + "]", in_shape);
-  d.labels = detail::load_array<std::uint8_t>(split_dir / (prefix + "labels.npy"), 2, "[E, " + cells + "]", lab_shape);
-  d.puzzle_identifiers =
-      detail::load_array<std::int32_t>(split_dir / (prefix + "puzzle_identifiers.npy"), 1, "[P]", pid_shape);
-  d.puzzle_indices = detail::load_array<std::int32_t>(split_dir / (prefix + "puzzle_indices.npy"), 1, "[P + 1]", pi_shape);
-  d.group_indices = detail::load_array<std::int32_t>(split_dir / (prefix + "group_indices.npy"), 1, "[G + 1]", gi_shape);
-  if (in_shape[1] != S::cells) {
-    throw SudokuFormatError((split_dir / (prefix + "inputs.npy")).string() + ": expected shape [E, " + cells + "] (" +
-                            S::name() + "), found " + trm::format_shape(in_shape));
+  PuzzleDataset p = detail::as_sudoku_error([&] { return PuzzleDataset::read(dir, split); });
+  ReferenceDataset<S> d;
+  d.metadata = std::move(p.metadata);
+  for (PuzzleSet& s : p.sets) {
+    if (s.name != opt.set) continue;
+    d.inputs = std::move(s.inputs);
+    d.labels = std::move(s.labels);
+    d.puzzle_identifiers = std::move(s.puzzle_identifiers);
+    d.puzzle_indices = std::move(s.puzzle_indices);
+    d.group_indices = std::move(s.group_indices);
   }
-  if (lab_shape != in_shape) {
-    throw SudokuFormatError((split_dir / (prefix + "labels.npy")).string() + ": expected the inputs' shape " +
-                            trm::format_shape(in_shape) + ", found " + trm::format_shape(lab_shape));
-  }
-  detail::validate(d, split_dir.string() + "/", opt);
-
-  const std::filesystem::path ids_path = dir / "identifiers.json";
-  if (std::filesystem::exists(ids_path)) {
-    const nlohmann::json ids = detail::read_json(ids_path);
-    const std::string ictx = ids_path.string() + ": ";
-    if (!ids.is_array() || ids.empty() || !ids[0].is_string() || ids[0].get<std::string>() != "<blank>") {
-      throw SudokuFormatError(ictx + "expected a list of names starting with \"<blank>\", found " + ids.dump());
-    }
-    if (static_cast<std::int64_t>(ids.size()) < m.num_puzzle_identifiers) {
-      throw SudokuFormatError(ictx + "expected at least num_puzzle_identifiers (" +
-                              std::to_string(m.num_puzzle_identifiers) + ") names, found " + std::to_string(ids.size()));
-    }
+  detail::validate_sudoku(d, split_dir.string() + "/", opt);
+  if (!p.identifiers.empty() && p.identifiers.front() != "<blank>") {
+    throw SudokuFormatError((dir / "identifiers.json").string() +
+                            ": expected a list of names starting with \"<blank>\", found " +
+                            nlohmann::json(p.identifiers).dump());
   }
   return d;
 }
