@@ -17,8 +17,8 @@
 //             trm::save_model, reloaded (checkpoint_puzzle_ids + load_model) and checked to give
 //             the same predictions.
 //
-//   maze [--steps N] [--minutes M] [--train 2000] [--test 500] [--n 3] [--T 2] [--nsup 8]
-//        [--batch 64] [--lr 1e-3] [--ema 0.999] [--loops 0.1] [--min-dist 10] [--aug 1]
+//   maze [--steps N] [--minutes M] [--train 2000] [--test 500] [--n 2] [--T 2] [--nsup 4]
+//        [--batch 32] [--lr 2e-3] [--ema 0.99] [--loops 0.1] [--min-dist 10] [--aug 1]
 //        [--seed 0] [--threads 0] [--data-dir DIR] [--save FILE]
 //
 // (defaults shown; without --steps or --minutes: --steps 300). docs/RESULTS.md, "Maze
@@ -59,8 +59,8 @@ struct Options {
   long steps = 0;       // 0: no step limit
   double minutes = 0;   // 0: no time limit
   long train = 2000, test = 500;
-  long n = 3, T = 2, nsup = 8, batch = 64;
-  double lr = 1e-3, ema = 0.999, loops = 0.1;
+  long n = 2, T = 2, nsup = 4, batch = 32;
+  double lr = 2e-3, ema = 0.99, loops = 0.1;
   long min_dist = 10;
   long aug = 1;
   unsigned long long seed = 0;
@@ -69,8 +69,8 @@ struct Options {
 };
 
 static const char* kUsage =
-    "usage: %s [--steps N] [--minutes M] [--train 2000] [--test 500] [--n 3] [--T 2] [--nsup 8]\n"
-    "          [--batch 64] [--lr 1e-3] [--ema 0.999] [--loops 0.1] [--min-dist 10] [--aug 1]\n"
+    "usage: %s [--steps N] [--minutes M] [--train 2000] [--test 500] [--n 2] [--T 2] [--nsup 4]\n"
+    "          [--batch 32] [--lr 2e-3] [--ema 0.99] [--loops 0.1] [--min-dist 10] [--aug 1]\n"
     "          [--seed 0] [--threads 0] [--data-dir DIR] [--save FILE]\n";
 
 struct BadValue {
