@@ -317,7 +317,7 @@ TEST_CASE("puzzle dataset: dataset.json and identifiers.json fields") {
 TEST_CASE("puzzle dataset: sizes are checked against the file size before allocating") {
   // A header claiming 10^12 rows over a file of a few bytes: refused by size, nothing allocated.
   check_message(error_after([](const fs::path& t) {
-                  std::string bytes = trm::data::detail::puzzle::npy_header(trm::io::DType::U8, {1000000000000, L});
+                  std::string bytes = trm::io::npy_header(trm::io::DType::U8, {1000000000000, L});
                   spit(t / "all__inputs.npy", bytes + "abcd");
                 }),
                 {"all__inputs.npy", "data size", "expected 4000000000000 bytes", "found 4 (truncated file)"});
@@ -329,7 +329,7 @@ TEST_CASE("puzzle dataset: sizes are checked against the file size before alloca
   // The hand-written header is the one np.save / io::serialize_npy writes.
   const std::vector<std::int32_t> v{1, 2, 3};
   const auto ref = trm::io::serialize_npy(trm::io::make_npy<std::int32_t>({3}, std::span<const std::int32_t>(v)));
-  const std::string mine = trm::data::detail::puzzle::npy_header(trm::io::DType::I32, {3});
+  const std::string mine = trm::io::npy_header(trm::io::DType::I32, {3});
   CHECK(std::string(reinterpret_cast<const char*>(ref.data()), mine.size()) == mine);
 }
 

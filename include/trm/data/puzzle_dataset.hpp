@@ -231,29 +231,6 @@ std::vector<T> read_npy_data(const InputFile& f, const NpyInfo& a) {
   return out;
 }
 
-// The header bytes numpy's np.save (and io::serialize_npy) writes for (dtype, shape).
-inline std::string npy_header(io::DType dtype, const std::vector<std::int64_t>& shape) {
-  std::string dict = "{'descr': '" + std::string(io::npy_descr(dtype)) +
-                     "', 'fortran_order': False, 'shape': " + io::detail::npy_shape_repr(shape) + ", }";
-  if (!shape.empty()) dict.append(21 - std::to_string(shape[0]).size(), ' ');
-  const std::size_t hlen = dict.size() + 1;
-  std::size_t length_bytes = 2;
-  std::size_t padding = 64 - (6 + 2 + length_bytes + hlen) % 64;
-  if (hlen + padding > 0xffff) {
-    length_bytes = 4;
-    padding = 64 - (6 + 2 + length_bytes + hlen) % 64;
-  }
-  const std::uint64_t header_len = hlen + padding;
-  std::string out;
-  for (unsigned char c : io::detail::kNpyMagic) out.push_back(static_cast<char>(c));
-  out.push_back(static_cast<char>(length_bytes == 2 ? 1 : 2));
-  out.push_back('\0');
-  for (std::size_t i = 0; i < length_bytes; ++i) out.push_back(static_cast<char>((header_len >> (8 * i)) & 0xff));
-  out += dict;
-  out.append(padding, ' ');
-  out.push_back('\n');
-  return out;
-}
 
 // Writes header + data straight from `values` (no intermediate copy), atomically.
 template <class T>
@@ -262,7 +239,7 @@ void write_npy(const std::filesystem::path& path, std::vector<std::int64_t> shap
   if (values.size_bytes() != nbytes)
     fail(path.string(), "data", std::to_string(nbytes / sizeof(T)) + " values for shape " + trm::format_shape(shape),
          std::to_string(values.size()));
-  const std::string header = npy_header(io::dtype_of_v<T>, shape);
+  const std::string header = io::npy_header(io::dtype_of_v<T>, shape);
   io::write_file_atomically(path, [&](io::AtomicFileWriter& w) {
     w.write(std::string_view(header));
     w.write(std::as_bytes(values));

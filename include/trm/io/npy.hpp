@@ -298,9 +298,34 @@ inline NpyArray parse_npy(std::span<const std::byte> bytes, std::string_view sou
 
 inline NpyArray load_npy(const std::filesystem::path& path) { return parse_npy(read_file(path), path.string()); }
 
-// The bytes numpy's np.save writes for the same array: version 1.0 header
-// (2.0 only if the header needs more than 65535 bytes), keys sorted, a spare
-// run of spaces so the shape can grow in place, padded to 64 bytes.
+// The header numpy's np.save writes for (dtype, shape): version 1.0 (2.0 only if the header needs
+// more than 65535 bytes), keys sorted, a spare run of spaces so the shape can grow in place,
+// padded to 64 bytes. The data follows it directly.
+inline std::string npy_header(DType dtype, const std::vector<std::int64_t>& shape) {
+  std::string dict = "{'descr': '" + std::string(npy_descr(dtype)) +
+                     "', 'fortran_order': False, 'shape': " + detail::npy_shape_repr(shape) + ", }";
+  // numpy reserves room for the first axis to grow to 21 digits.
+  if (!shape.empty()) dict.append(21 - std::to_string(shape[0]).size(), ' ');
+  const std::size_t hlen = dict.size() + 1;  // + '\n'
+  std::size_t length_bytes = 2;
+  std::size_t padding = 64 - (6 + 2 + length_bytes + hlen) % 64;
+  if (hlen + padding > 0xffff) {
+    length_bytes = 4;
+    padding = 64 - (6 + 2 + length_bytes + hlen) % 64;
+  }
+  const std::uint64_t header_len = hlen + padding;
+  std::string out;
+  for (unsigned char c : detail::kNpyMagic) out.push_back(static_cast<char>(c));
+  out.push_back(static_cast<char>(length_bytes == 2 ? 1 : 2));
+  out.push_back('\0');
+  for (std::size_t i = 0; i < length_bytes; ++i) out.push_back(static_cast<char>((header_len >> (8 * i)) & 0xff));
+  out += dict;
+  out.append(padding, ' ');
+  out.push_back('\n');
+  return out;
+}
+
+// The bytes numpy's np.save writes for the same array (npy_header, then the data).
 inline std::vector<std::byte> serialize_npy(const NpyArray& array) {
   const std::string context = "npy array";
   const std::size_t nbytes = detail::checked_nbytes(array.shape, array.dtype, context);
@@ -311,29 +336,10 @@ inline std::vector<std::byte> serialize_npy(const NpyArray& array) {
   }
   if (array.dtype == DType::BOOL) detail::check_bool_bytes(array.data, context);
 
-  std::string dict = "{'descr': '" + std::string(npy_descr(array.dtype)) +
-                     "', 'fortran_order': False, 'shape': " + detail::npy_shape_repr(array.shape) + ", }";
-  // numpy reserves room for the first axis to grow to 21 digits.
-  if (!array.shape.empty()) dict.append(21 - std::to_string(array.shape[0]).size(), ' ');
-
-  const std::size_t hlen = dict.size() + 1;  // + '\n'
-  std::size_t length_bytes = 2;
-  std::size_t padding = 64 - (6 + 2 + length_bytes + hlen) % 64;
-  if (hlen + padding > 0xffff) {
-    length_bytes = 4;
-    padding = 64 - (6 + 2 + length_bytes + hlen) % 64;
-  }
-  const std::uint64_t header_len = hlen + padding;
-
+  const std::string header = npy_header(array.dtype, array.shape);
   std::vector<std::byte> out;
-  out.reserve(8 + length_bytes + header_len + nbytes);
-  for (unsigned char c : detail::kNpyMagic) out.push_back(std::byte{c});
-  out.push_back(std::byte{static_cast<unsigned char>(length_bytes == 2 ? 1 : 2)});
-  out.push_back(std::byte{0});
-  for (std::size_t i = 0; i < length_bytes; ++i) out.push_back(static_cast<std::byte>((header_len >> (8 * i)) & 0xff));
-  for (char c : dict) out.push_back(static_cast<std::byte>(c));
-  out.insert(out.end(), padding, std::byte{' '});
-  out.push_back(std::byte{'\n'});
+  out.reserve(header.size() + nbytes);
+  for (char c : header) out.push_back(static_cast<std::byte>(c));
   out.insert(out.end(), array.data.begin(), array.data.end());
   return out;
 }
