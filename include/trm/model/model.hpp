@@ -135,8 +135,7 @@ class Model {
   explicit Model(ModelArgs<C> args)
       : puzzle_emb({checked_puzzle_ids(args.puzzle_ids), puzzle_emb_ndim}),
         schedule_(std::move(args.schedule)),
-        halting_(std::move(args.halting)),
-        puzzle_ids_(args.puzzle_ids) {
+        halting_(std::move(args.halting)) {
     if (schedule_.net_calls_per_step() < 1)
       throw ValueError("Model: the schedule's counts were not given (" + schedule_.describe() +
                        "): construct a dynamic schedule with its counts, e.g. TrmRecursion<>(n, T)");
@@ -152,13 +151,12 @@ class Model {
   Model(const Model& o)
       : embed_tokens(o.embed_tokens), lm_head(o.lm_head), q_head(o.q_head), nets(o.nets), embed_pos(o.embed_pos),
         puzzle_emb(o.puzzle_emb), H_init(o.H_init), L_init(o.L_init), extra_L_init(o.extra_L_init),
-        schedule_(o.schedule_), halting_(o.halting_), puzzle_ids_(o.puzzle_ids_) {
+        schedule_(o.schedule_), halting_(o.halting_) {
     configure();
   }
   Model& operator=(const Model& o) {
     schedule_ = o.schedule_;
     halting_ = o.halting_;
-    puzzle_ids_ = o.puzzle_ids_;
     embed_tokens = o.embed_tokens;
     lm_head = o.lm_head;
     q_head = o.q_head;
@@ -192,7 +190,8 @@ class Model {
   // The values this model was built with.
   const schedule& recursion() const { return schedule_; }
   const halting& halting_policy() const { return halting_; }
-  index_t num_puzzle_ids() const { return puzzle_ids_; }
+  // Rows of the puzzle table (kept, with its shape, even when puzzle_emb_ndim = 0).
+  index_t num_puzzle_ids() const { return puzzle_emb.shape[0]; }
   int max_steps() const { return halting_.max_steps(); }
 
   // Every choice that changes the meaning of the weights or how they are run, as text: saved in
@@ -203,7 +202,7 @@ class Model {
                     " vocab=" + std::to_string(vocab) + " hidden=" + std::to_string(hidden) +
                     " layers=" + std::to_string(traits::layers) + " expansion=" + std::to_string(traits::expansion) +
                     " prefix=" + std::to_string(prefix_len) + " puzzle_emb_ndim=" + std::to_string(puzzle_emb_ndim) +
-                    " puzzle_ids=" + std::to_string(puzzle_ids_);
+                    " puzzle_ids=" + std::to_string(num_puzzle_ids());
     if constexpr (is_attention_mixer_v<typename C::mixer>)
       s += " mixer=attention(" + std::to_string(C::mixer::heads) + ")";
     else
@@ -405,10 +404,10 @@ class Model {
     check_shape("batch.puzzle_identifiers", std::vector<index_t>{b}, batch.puzzle_identifiers.shape());
     for (index_t r = 0; r < b; ++r) {
       const auto id = batch.puzzle_identifiers(r);
-      if (id < 0 || id >= puzzle_ids_)
+      if (id < 0 || id >= num_puzzle_ids())
         throw ValueError("batch.puzzle_identifiers[" + std::to_string(r) + "] = " + std::to_string(id) +
-                         ": expected an id in [0, " + std::to_string(puzzle_ids_) +
-                         ") (the model's puzzle table has " + std::to_string(puzzle_ids_) + " rows)");
+                         ": expected an id in [0, " + std::to_string(num_puzzle_ids()) +
+                         ") (the model's puzzle table has " + std::to_string(num_puzzle_ids()) + " rows)");
     }
     for (index_t r = 0; r < b; ++r)
       for (index_t j = 0; j < seq_len; ++j) {
@@ -422,7 +421,6 @@ class Model {
   rope_type rope_;
   schedule schedule_;
   halting halting_;
-  index_t puzzle_ids_ = 1;
 };
 
 }  // namespace trm
