@@ -409,3 +409,52 @@ TEST_CASE("maze dataset builder reproduces the official build_maze_dataset.py ou
                           "aug: expected square mazes", "found 5x8");
   CHECK(build_split(std::vector<MazeExample>{wide}, true).metadata.seq_len == 40);
 }
+
+TEST_CASE("maze readers fuzzed: truncated or corrupted CSV and text give MazeFormatError or a valid parse, never a crash") {
+  // A valid file of three 9x9 mazes, then every truncation length and 2,000 seeded byte corruptions
+  // (random bytes, including separators, quotes, CR/LF and NUL). The readers must either parse (a
+  // corruption can produce another valid file) or throw MazeFormatError; anything else fails.
+  std::vector<MazeExample> examples;
+  for (int i = 0; i < 3; ++i) examples.push_back(generate(std::uint64_t(40 + i), {.rows = 9, .cols = 9}));
+  const std::string csv = to_csv(examples);
+  std::string text;
+  for (const auto& e : examples) text += e.question.to_text() + "\n";
+  const MazeCsvOptions opts{.rows = 9, .cols = 9};
+  int parsed = 0, refused = 0;
+  auto try_csv = [&](const std::string& bytes) {
+    std::istringstream in(bytes);
+    try {
+      (void)parse_csv(in, "fuzz.csv", opts);
+      ++parsed;
+    } catch (const MazeFormatError&) {
+      ++refused;
+    }
+  };
+  auto try_text = [&](const std::string& bytes) {
+    std::istringstream in(bytes);
+    try {
+      (void)parse_text(in, "fuzz.txt");
+      ++parsed;
+    } catch (const MazeFormatError&) {
+      ++refused;
+    }
+  };
+  for (std::size_t n = 0; n < csv.size(); n += 7) try_csv(csv.substr(0, n));
+  for (std::size_t n = 0; n < text.size(); n += 5) try_text(text.substr(0, n));
+  trm::Rng rng(2026);
+  const char specials[] = {',', '"', '\r', '\n', '\0', '#', 'S', 'G', 'o', ' ', char(0xff)};
+  for (int k = 0; k < 2000; ++k) {
+    std::string c = csv, t = text;
+    const int edits = 1 + int(rng.below(4));
+    for (int e = 0; e < edits; ++e) {
+      const char byte = rng.bernoulli(0.5) ? specials[rng.below(sizeof specials)] : char(rng.below(256));
+      c[rng.below(c.size())] = byte;
+      t[rng.below(t.size())] = byte;
+    }
+    try_csv(c);
+    try_text(t);
+  }
+  MESSAGE("maze reader fuzz: " << parsed << " inputs parsed, " << refused << " refused");
+  CHECK(refused > 0);
+  CHECK(parsed > 0);  // the untouched prefixes that end on a maze boundary are valid
+}
