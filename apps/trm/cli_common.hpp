@@ -23,6 +23,7 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+#include <trm/train/progress.hpp>
 
 namespace trmcli {
 
@@ -37,6 +38,8 @@ struct CliError : std::runtime_error {
 // ---- the curated set of compiled configurations --------------------------------------------------
 // Keep in sync with the dispatch in sudoku_impl.hpp (with_model).
 inline constexpr std::array<const char*, 3> kSupportedBoxes = {"2x2", "2x3", "3x3"};
+// Maze sides: 9x9 trains on a laptop, 30x30 is Maze-Hard's (the reference's).
+inline constexpr std::array<const char*, 2> kSupportedMazeSizes = {"9x9", "30x30"};
 inline constexpr std::array<const char*, 2> kSupportedMixers = {"mlp", "att"};
 inline constexpr std::array<int, 3> kSupportedHidden = {64, 128, 256};
 inline constexpr std::array<int, 1> kSupportedLayers = {2};
@@ -57,14 +60,27 @@ std::string join_values(const A& values) {
 
 // A model configuration chosen at run time.
 struct ModelSpec {
-  std::string box = "2x3";    // box rows x box cols: 2x2 (4x4 grid), 2x3 (6x6), 3x3 (9x9)
-  std::string mixer = "mlp";  // mlp (TRM-MLP, token mixing MLP) or att (self-attention, RoPE)
+  std::string task = "sudoku";  // sudoku or maze
+  std::string size = "2x3";     // sudoku: box rows x box cols (2x2: 4x4 grid, 2x3: 6x6, 3x3: 9x9); maze: rows x cols
+  std::string mixer = "mlp";    // mlp (TRM-MLP, token mixing MLP) or att (self-attention, RoPE)
   int hidden = 64;
   int layers = 2;
   int prefix = 4;  // puzzle-embedding prefix positions (the reference's puzzle_emb_len is 16)
   int n = 2, T = 2, nsup = 4;
 
-  int side() const { return (box[0] - '0') * (box[2] - '0'); }
+  bool is_maze() const { return task == "maze"; }
+  // The flag that chooses the size, in messages.
+  const char* size_flag() const { return is_maze() ? "--size" : "--box"; }
+  // Grid side: sudoku box rows x box cols; maze rows.
+  int side() const {
+    if (is_maze()) return std::stoi(size.substr(0, size.find('x')));
+    return (size[0] - '0') * (size[2] - '0');
+  }
+  template <class A>
+  static bool listed(const A& values, const std::string& v) {
+    return std::find_if(values.begin(), values.end(), [&](const char* b) { return v == b; }) != values.end();
+  }
+  std::string supported_sizes() const { return is_maze() ? join_values(kSupportedMazeSizes) : join_values(kSupportedBoxes); }
 
   // Throws CliError naming every unsupported value and the supported ones.
   void validate() const {
@@ -72,12 +88,10 @@ struct ModelSpec {
     auto check = [&](bool ok, const std::string& what) {
       if (!ok) bad.push_back(what);
     };
-    check(std::find_if(kSupportedBoxes.begin(), kSupportedBoxes.end(), [&](const char* b) { return box == b; }) !=
-              kSupportedBoxes.end(),
-          "--box " + box + " (supported: " + join_values(kSupportedBoxes) + ")");
-    check(std::find_if(kSupportedMixers.begin(), kSupportedMixers.end(), [&](const char* m) { return mixer == m; }) !=
-              kSupportedMixers.end(),
-          "--mixer " + mixer + " (supported: " + join_values(kSupportedMixers) + ")");
+    check(task == "sudoku" || task == "maze", "task " + task + " (supported: sudoku, maze)");
+    check(is_maze() ? listed(kSupportedMazeSizes, size) : listed(kSupportedBoxes, size),
+          std::string(size_flag()) + " " + size + " (supported: " + supported_sizes() + ")");
+    check(listed(kSupportedMixers, mixer), "--mixer " + mixer + " (supported: " + join_values(kSupportedMixers) + ")");
     check(std::find(kSupportedHidden.begin(), kSupportedHidden.end(), hidden) != kSupportedHidden.end(),
           "--hidden " + std::to_string(hidden) + " (supported: " + join_values(kSupportedHidden) + ")");
     check(std::find(kSupportedLayers.begin(), kSupportedLayers.end(), layers) != kSupportedLayers.end(),
@@ -90,31 +104,32 @@ struct ModelSpec {
     if (!bad.empty()) {
       std::string msg = "unsupported model configuration: ";
       for (std::size_t i = 0; i < bad.size(); ++i) msg += (i ? "; " : "") + bad[i];
-      msg +=
-          ".\n  Model sizes are compile-time constants in trm; this program is built for box {" +
-          join_values(kSupportedBoxes) + "} x mixer {" + join_values(kSupportedMixers) + "} x hidden {" +
-          join_values(kSupportedHidden) + "} x layers {" + join_values(kSupportedLayers) + "} x prefix {" +
-          join_values(kSupportedPrefix) + "}; n, T and N_sup are free (add instantiations in apps/trm/sudoku_impl.hpp).";
+      msg += ".\n  Model sizes are compile-time constants in trm; this program is built for " + task + " " +
+             std::string(size_flag()).substr(2) + " {" + supported_sizes() + "} x mixer {" + join_values(kSupportedMixers) +
+             "} x hidden {" + join_values(kSupportedHidden) + "} x layers {" + join_values(kSupportedLayers) +
+             "} x prefix {" + join_values(kSupportedPrefix) +
+             "}; n, T and N_sup are free (add instantiations in apps/trm/model_dispatch.hpp).";
       throw CliError(msg);
     }
   }
 
   std::string describe() const {
     const int s = side();
-    return std::to_string(s) + "x" + std::to_string(s) + " Sudoku (" + box + " boxes), TRM-" +
-           (mixer == "mlp" ? std::string("MLP") : "Att") + " hidden " + std::to_string(hidden) + ", " +
+    const std::string what = is_maze() ? size + " maze" : std::to_string(s) + "x" + std::to_string(s) + " Sudoku (" + size + " boxes)";
+    return what + ", TRM-" + (mixer == "mlp" ? std::string("MLP") : "Att") + " hidden " + std::to_string(hidden) + ", " +
            std::to_string(layers) + " layers, prefix " + std::to_string(prefix) + ", n=" + std::to_string(n) +
            " T=" + std::to_string(T) + " N_sup=" + std::to_string(nsup);
   }
 
   json to_json() const {
-    return json{{"box", box}, {"mixer", mixer}, {"hidden", hidden}, {"layers", layers},
-                {"prefix", prefix}, {"n", n},       {"T", T},           {"N_sup", nsup}};
+    return json{{"task", task}, {"size", size},     {"mixer", mixer}, {"hidden", hidden}, {"layers", layers},
+                {"prefix", prefix}, {"n", n},       {"T", T},         {"N_sup", nsup}};
   }
   static ModelSpec from_json(const json& j, const std::string& source) {
     ModelSpec s;
     try {
-      s.box = j.at("box").get<std::string>();
+      s.task = j.at("task").get<std::string>();
+      s.size = j.at("size").get<std::string>();
       s.mixer = j.at("mixer").get<std::string>();
       s.hidden = j.at("hidden").get<int>();
       s.layers = j.at("layers").get<int>();
@@ -122,8 +137,10 @@ struct ModelSpec {
       s.n = j.at("n").get<int>();
       s.T = j.at("T").get<int>();
       s.nsup = j.at("N_sup").get<int>();
+      s.validate();
     } catch (const std::exception& e) {
-      throw CliError(source + ": the model configuration in the metadata is incomplete or malformed (" + e.what() + ")");
+      throw CliError(source + ": the model configuration in the metadata is incomplete, malformed or unsupported (" +
+                     e.what() + ")");
     }
     return s;
   }
@@ -131,7 +148,7 @@ struct ModelSpec {
 
 // Flags of solve/eval that, when given, must match the checkpoint.
 struct ExpectedSpec {
-  std::optional<std::string> box, mixer;
+  std::optional<std::string> size, mixer;
   std::optional<int> hidden, layers, prefix, n, T, nsup;
   // Throws CliError listing every flag that differs from the checkpoint's configuration.
   void check(const ModelSpec& s, const std::string& checkpoint) const {
@@ -143,7 +160,7 @@ struct ExpectedSpec {
         diff.push_back(os.str());
       }
     };
-    cmp(box, s.box, "--box");
+    cmp(size, s.size, s.size_flag());
     cmp(mixer, s.mixer, "--mixer");
     cmp(hidden, s.hidden, "--hidden");
     cmp(layers, s.layers, "--layers");
@@ -172,7 +189,10 @@ struct TrainArgs {
   double beta1 = 0.9, beta2 = 0.95;
   std::string optimizer = "adamw";
   std::string loss = "stablemax";
-  int blanks = 20;
+  int blanks = 20;           // sudoku: blank cells of generated puzzles
+  double loops = 0.1;        // maze generator: fraction of inner walls opened as loops
+  int min_dist = 0;          // maze generator: minimum BFS distance S..G (0: the size's default)
+  std::string data;          // a reference-format dataset directory (train/ and test/) instead of generated data
   std::uint64_t seed = 0;
   double ema = 0.99;
   double halt_explore = 0.1;
@@ -208,41 +228,17 @@ struct EvalArgs {
   int batch = 256;
   int threads = 0;
   bool early_exit_headline = false;
+  std::string data;  // evaluate on <data>/test (a reference-format dataset) instead of --input
   ExpectedSpec expect;
 };
 
 // ---- checkpoints written by `trm sudoku train` ---------------------------------------------------
 inline constexpr const char* kMetaModel = "trm.cli.model";    // ModelSpec as JSON
 inline constexpr const char* kMetaTrain = "trm.cli.train";    // training flags as JSON
-inline constexpr const char* kMetaState = "trm.cli.state";    // step, elapsed time, data RNG, weights
+// The run's state (step, elapsed time, weights, data position) is trm::fit's "trm.fit.state".
 
 // ---- small helpers ---------------------------------------------------------------------------------
-inline std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "--:--";
-  long s = long(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600)
-    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
-  return buf;
-}
-
-inline std::string percent(double x, int decimals = 1) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.*f%%", decimals, 100.0 * x);
-  return buf;
-}
-
-// Set by SIGINT during training: stop after the current step, save, plot.
-inline std::atomic<bool>& interrupted() {
-  static std::atomic<bool> flag{false};
-  return flag;
-}
-
-// Writes a gnuplot script next to `png` and runs gnuplot on it. Returns false (after saying why
-// on stderr) when gnuplot is missing or fails; the PNG is written atomically by gnuplot into a
-// temporary name and renamed.
-bool plot_training_curve(const fs::path& metrics_csv, const fs::path& png, const std::string& title);
+using trm::format_duration;
+using trm::percent;
 
 }  // namespace trmcli

@@ -1,9 +1,14 @@
-// trm: the command line of the trm library.
+// trm: the command line of the trm library: one driver over the tasks (trm::data::Task).
 //
 //   trm sudoku generate --box 2x3 --count 1000 --blanks 20 --seed 1 --out test.csv
 //   trm sudoku train    --box 2x3 --minutes 7 --out run6      (see --help for every flag)
 //   trm sudoku solve    --checkpoint run6/model.safetensors --input puzzles.csv [--early-exit] [--trace]
 //   trm sudoku eval     --checkpoint run6/model.safetensors --input test.csv
+//   trm maze generate   --size 30x30 --count 1000 --out mazes/train.csv
+//   trm maze build      --input mazes --out data/maze [--aug]      (the official builder's arrays)
+//   trm maze train      --size 9x9 --minutes 30 --out maze9   |   --size 30x30 --data data/maze ...
+//   trm maze solve      --checkpoint maze9/model.safetensors --input mazes.txt
+//   trm <task> plot     --run DIR
 //
 // Exit status: 0 success, 1 error (bad input, checkpoint of another configuration, ...),
 // 2 command-line usage error, 130 training interrupted (Ctrl-C; the run is saved and can be resumed).
@@ -13,16 +18,19 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <functional>
+#include <memory>
 #include <set>
 #include <trm/backend/cpu.hpp>
 #include <trm/core/error.hpp>
 #include <trm/core/rng.hpp>
+#include <trm/data/maze.hpp>
 #include <trm/data/sudoku.hpp>
 #include <trm/io/atomic_file.hpp>
 #include <unordered_set>
 
 #include "cli_common.hpp"
-#include "sudoku_entry.hpp"
+#include "entry.hpp"
 
 #include <unistd.h>
 
@@ -33,82 +41,6 @@
 namespace trmcli {
 
 namespace sd = trm::data::sudoku;
-
-static std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-bool plot_training_curve(const fs::path& metrics_csv, const fs::path& png, const std::string& title) {
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
-    std::fprintf(stderr,
-                 "trm: gnuplot not found, skipping the training-curve PNG (Debian: apt-get install gnuplot-nox; the "
-                 "metrics are in %s)\n",
-                 metrics_csv.string().c_str());
-    return false;
-  }
-  const fs::path script = png.parent_path() / "curve.gp";
-  const fs::path tmp = png.parent_path() / ("." + png.filename().string() + ".tmp-" + std::to_string(::getpid()));
-  auto gp_string = [](const std::string& s) {  // a gnuplot single-quoted string
-    std::string q = "'";
-    for (char c : s) q += c == '\'' ? std::string("''") : std::string(1, c);
-    return q + "'";
-  };
-  std::string gp;
-  gp += "# Training curve of `trm sudoku train` (generated; run: gnuplot curve.gp)\n";
-  gp += "set terminal pngcairo size 900,640 font 'sans,10'\n";
-  gp += "set output " + gp_string(tmp.string()) + "\n";
-  gp += "set datafile separator ','\n";
-  gp += "set datafile missing ''\n";
-  // Train and eval rows come from the same CSV; grep splits them so that each line is continuous.
-  const std::string csv = metrics_csv.string();
-  auto gp_dq_string = [](const std::string& s) {  // a gnuplot double-quoted string (backslash escapes)
-    std::string q = "\"";
-    for (char c : s) {
-      if (c == '\\' || c == '"') q += '\\';
-      q += c;
-    }
-    return q + "\"";
-  };
-  gp += "tr = " + gp_dq_string("< grep ^train, " + quote(csv)) + "\n";
-  gp += "ev = " + gp_dq_string("< grep ^eval, " + quote(csv)) + "\n";
-  std::string t = title;
-  for (std::size_t p = t.find("N_sup"); p != std::string::npos; p = t.find("N_sup", p + 1)) t.replace(p, 5, "N_{sup}");
-  gp += "set multiplot layout 2,1 title " + gp_string(t) + "\n";
-  gp += "set key bottom right\nset grid\nset ylabel 'accuracy (%)'\nset yrange [0:100]\n";
-  gp += "set xlabel 'training time (minutes)'\n";
-  gp += "plot ev using ($3/60):(100*$13) with linespoints lw 2 pt 7 title 'held-out exact (all N_{sup} steps)', \\\n";
-  gp += "     ev using ($3/60):(100*$15) with linespoints lw 2 pt 5 title 'held-out exact (early exit)', \\\n";
-  gp += "     tr using ($3/60):(100*$9) with lines lc rgb '#999999' title 'train exact (finished rows)', \\\n";
-  gp += "     tr using ($3/60):(100*$8) with lines lc rgb '#cccccc' title 'train cell accuracy'\n";
-  gp += "set yrange [*:*]\nset logscale y\nset format y '%g'\nset ylabel 'train loss'\nset key top right\n";
-  gp += "set xlabel 'step'\n";
-  gp += "plot tr using 2:5 with lines lw 1.5 title 'total loss', \\\n";
-  gp += "     tr using 2:7 with lines lw 1 title 'q-halt loss'\n";
-  gp += "unset multiplot\nset output\n";
-  try {
-    trm::io::write_file_atomically(script, [&](trm::io::AtomicFileWriter& w) { w.write(gp); });
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "trm: cannot write %s: %s; skipping the plot\n", script.string().c_str(), e.what());
-    return false;
-  }
-  const std::string cmd = "gnuplot " + quote(script.string()) + " 2>&1";
-  if (std::system(cmd.c_str()) != 0 || !fs::exists(tmp)) {
-    std::fprintf(stderr, "trm: gnuplot failed on %s; skipping the plot\n", script.string().c_str());
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    return false;
-  }
-  std::error_code ec;
-  fs::rename(tmp, png, ec);
-  if (ec) {
-    std::fprintf(stderr, "trm: cannot rename the plot to %s: %s\n", png.string().c_str(), ec.message().c_str());
-    fs::remove(tmp, ec);
-    return false;
-  }
-  return true;
-}
 
 // ---- generate -----------------------------------------------------------------------------------------
 template <class Shape>
@@ -159,6 +91,73 @@ int by_box(const std::string& box, F&& f) {
   throw CliError("--box " + box + " is not supported (supported: " + join_values(kSupportedBoxes) + ")");
 }
 
+template <class F>
+int by_maze_size(const std::string& size, F&& f) {
+  if (size == "9x9") return f.template operator()<9>();
+  if (size == "30x30") return f.template operator()<30>();
+  throw CliError("--size " + size + " is not supported for training, solving and evaluating (supported: " +
+                 join_values(kSupportedMazeSizes) + "; model sizes are compile-time constants)");
+}
+
+// "RxC" -> (R, C), each 5..30.
+static std::pair<int, int> parse_maze_size(const std::string& size) {
+  const auto x = size.find('x');
+  int r = 0, c = 0;
+  try {
+    if (x == std::string::npos) throw std::invalid_argument("no x");
+    std::size_t p1 = 0, p2 = 0;
+    r = std::stoi(size.substr(0, x), &p1);
+    c = std::stoi(size.substr(x + 1), &p2);
+    if (p1 != x || p2 != size.size() - x - 1) throw std::invalid_argument("trailing");
+  } catch (const std::exception&) {
+    throw CliError("--size " + size + ": expected ROWSxCOLS, e.g. 30x30");
+  }
+  if (r < trm::data::maze::min_side || r > trm::data::maze::max_side || c < trm::data::maze::min_side ||
+      c > trm::data::maze::max_side)
+    throw CliError("--size " + size + ": expected sides in " + std::to_string(trm::data::maze::min_side) + ".." +
+                   std::to_string(trm::data::maze::max_side));
+  return {r, c};
+}
+
+// Distinct mazes with a unique shortest path, as a Maze-Hard CSV.
+static int generate_mazes(const std::string& size, long count, double loops, int min_dist, std::uint64_t seed,
+                          const std::string& out) {
+  namespace mz = trm::data::maze;
+  const auto [rows, cols] = parse_maze_size(size);
+  if (count < 1) throw CliError("--count must be >= 1, found " + std::to_string(count));
+  if (!(loops >= 0 && loops <= 1)) throw CliError("--loops must be in [0, 1], found " + std::to_string(loops));
+  if (min_dist < 0 || min_dist > rows * cols) throw CliError("--min-dist must be in [0, " + std::to_string(rows * cols) + "]");
+  mz::GenerateOptions g{.rows = rows, .cols = cols, .loop_fraction = loops,
+                        .min_distance = min_dist > 0 ? min_dist : std::max(2, std::min(rows, cols) * 4 / 3 - 6)};
+  trm::Rng rng(seed);
+  std::unordered_set<std::string> seen;
+  std::vector<mz::MazeExample> mazes;
+  long misses = 0;
+  while (long(mazes.size()) < count) {
+    mz::MazeExample e = mz::generate(rng, g);
+    if (!mz::solve(e.question).unique() || !seen.insert(e.question.to_field()).second) {
+      if (++misses > 1000 + 100 * count)
+        throw CliError("could only make " + std::to_string(mazes.size()) + " distinct " + size +
+                       " mazes with a unique shortest path (asked for " + std::to_string(count) + "); lower --loops");
+      continue;
+    }
+    mazes.push_back(std::move(e));
+  }
+  const std::string text = mz::to_csv(mazes);
+  if (out.empty() || out == "-") {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+  } else {
+    try {
+      trm::io::write_file_atomically(out, [&](trm::io::AtomicFileWriter& w) { w.write(text); });
+    } catch (const std::exception& e) {
+      throw CliError(out + ": cannot write the file: " + e.what());
+    }
+    std::fprintf(stderr, "wrote %ld %s mazes (loops %.2f, min distance %d, unique shortest paths, seed %llu) to %s\n", count,
+                 size.c_str(), loops, g.min_distance, static_cast<unsigned long long>(seed), out.c_str());
+  }
+  return 0;
+}
+
 // Training flags saved in a run, applied on --resume unless given again on the command line.
 static void apply_saved_flags(TrainArgs& a, const json& j, const std::set<std::string>& given, const std::string& src) {
   auto take = [&](const char* key, auto& field) {
@@ -179,6 +178,9 @@ static void apply_saved_flags(TrainArgs& a, const json& j, const std::set<std::s
   take("optimizer", a.optimizer);
   take("loss", a.loss);
   take("blanks", a.blanks);
+  take("loops", a.loops);
+  take("min_dist", a.min_dist);
+  take("data", a.data);
   take("seed", a.seed);
   take("ema", a.ema);
   take("halt_explore", a.halt_explore);
@@ -201,43 +203,96 @@ static void apply_saved_flags(TrainArgs& a, const json& j, const std::set<std::s
   fixed("optimizer", a.optimizer);
   fixed("seed", a.seed);
   fixed("ema", a.ema);
+  fixed("data", a.data);
 }
 
-static int run(int argc, char** argv) {
-  CLI::App app{"trm: Tiny Recursive Models from the command line (C++20, trm library)"};
-  app.require_subcommand(1);
-  app.set_help_all_flag("--help-all", "Print the help of every subcommand");
-  auto* sudoku = app.add_subcommand("sudoku", "Sudoku: generate puzzles, train a TRM, solve and evaluate");
-  sudoku->require_subcommand(1);
+// The flags of solve/eval that, when given, must match the checkpoint.
+struct ExpectFlags {
+  std::string size, mixer;
+  int hidden = 0, layers = 0, prefix = 0, n = 0, T = 0, nsup = 0;
+};
 
-  // -- generate
-  auto* gen = sudoku->add_subcommand("generate", "Generate unique-solution puzzles as PUZZLE,SOLUTION lines ('.' = blank)");
-  std::string gen_box = "2x3", gen_out;
+// One task's subcommands and the values their flags write into (stable addresses: CLI11 keeps
+// pointers to them).
+struct TaskCommands {
+  std::string task;  // sudoku or maze
+  CLI::App *self = nullptr, *gen = nullptr, *build = nullptr, *train = nullptr, *solve = nullptr, *eval = nullptr,
+           *plot = nullptr;
+  std::string gen_size, gen_out;
   long gen_count = 1000;
   int gen_blanks = 20;
+  double gen_loops = 0.1;
+  int gen_min_dist = 0;
   std::uint64_t gen_seed = 0;
-  gen->add_option("--box", gen_box, "Box shape: 2x2 (4x4 grid), 2x3 (6x6), 3x3 (9x9)")->capture_default_str();
-  gen->add_option("--count", gen_count, "Number of distinct puzzles")->capture_default_str();
-  gen->add_option("--blanks", gen_blanks, "Blank cells per puzzle")->capture_default_str();
-  gen->add_option("--seed", gen_seed, "Random seed")->capture_default_str();
-  gen->add_option("--out", gen_out, "Output file, written atomically (default: stdout)");
+  std::string build_in, build_out;
+  bool build_aug = false;
+  TrainArgs ta;
+  SolveArgs sa;
+  EvalArgs ea;
+  ExpectFlags solve_flags, eval_flags;
+  std::function<void()> solve_expect, eval_expect;
+  std::string plot_run, plot_out;
+  bool maze() const { return task == "maze"; }
+};
+
+static void add_task_commands(CLI::App& app, TaskCommands& t) {
+  const bool maze = t.maze();
+  const char* size_flag = maze ? "--size" : "--box";
+  const std::string sizes = maze ? join_values(kSupportedMazeSizes) : join_values(kSupportedBoxes);
+  const std::string noun = maze ? "mazes" : "puzzles";
+  t.self = app.add_subcommand(t.task, maze ? "Mazes: generate, build the reference dataset, train a TRM, solve and evaluate"
+                                           : "Sudoku: generate puzzles, train a TRM, solve and evaluate");
+  t.self->require_subcommand(1);
+  t.ta.model.task = t.task;
+  t.ta.model.size = maze ? "9x9" : "2x3";
+  if (maze) {
+    t.ta.model.nsup = 8;
+    t.ta.eval_size = 1000;
+  }
+
+  // -- generate
+  if (maze) {
+    t.gen = t.self->add_subcommand("generate", "Generate distinct mazes with a unique shortest path as a Maze-Hard CSV");
+    t.gen_size = "30x30";
+    t.gen->add_option("--size", t.gen_size, "ROWSxCOLS, any sides 5..30")->capture_default_str();
+    t.gen->add_option("--loops", t.gen_loops, "Fraction of inner walls opened as loops")->capture_default_str();
+    t.gen->add_option("--min-dist", t.gen_min_dist, "Minimum BFS distance S..G (0: the size's default)")->capture_default_str();
+  } else {
+    t.gen = t.self->add_subcommand("generate", "Generate unique-solution puzzles as PUZZLE,SOLUTION lines ('.' = blank)");
+    t.gen_size = "2x3";
+    t.gen->add_option("--box", t.gen_size, "Box shape: 2x2 (4x4 grid), 2x3 (6x6), 3x3 (9x9)")->capture_default_str();
+    t.gen->add_option("--blanks", t.gen_blanks, "Blank cells per puzzle")->capture_default_str();
+  }
+  t.gen->add_option("--count", t.gen_count, "Number of distinct " + noun)->capture_default_str();
+  t.gen->add_option("--seed", t.gen_seed, "Random seed")->capture_default_str();
+  t.gen->add_option("--out", t.gen_out, "Output file, written atomically (default: stdout)");
+
+  // -- build (maze): the official builder's dataset from a Maze-Hard CSV directory
+  if (maze) {
+    t.build = t.self->add_subcommand(
+        "build", "Build the reference dataset (train/, test/, identifiers.json) from DIR/train.csv and DIR/test.csv");
+    t.build->add_option("--input", t.build_in, "Directory with train.csv and test.csv (Maze-Hard layout)")->required();
+    t.build->add_option("--out", t.build_out, "Output dataset directory")->required();
+    t.build->add_flag("--aug", t.build_aug, "8 dihedral transforms per training maze (the builder's --aug)");
+    t.gen_size = "30x30";
+    t.build->add_option("--size", t.gen_size, "ROWSxCOLS of the mazes in the CSV")->capture_default_str();
+  }
 
   // -- train
-  auto* train = sudoku->add_subcommand("train", "Train a TRM on freshly generated puzzles");
-  TrainArgs ta;
-  auto mflag = [&](CLI::App* sub, ModelSpec& s) {
-    sub->add_option("--box", s.box, "Box shape: " + join_values(kSupportedBoxes))->capture_default_str();
-    sub->add_option("--mixer", s.mixer, "Sequence mixer: mlp (TRM-MLP) or att (self-attention, head dim 32)")
-        ->capture_default_str();
-    sub->add_option("--hidden", s.hidden, "Hidden size: " + join_values(kSupportedHidden))->capture_default_str();
-    sub->add_option("--layers", s.layers, "Layers of the network: " + join_values(kSupportedLayers))->capture_default_str();
-    sub->add_option("--prefix", s.prefix, "Puzzle-embedding prefix positions: " + join_values(kSupportedPrefix))
-        ->capture_default_str();
-    sub->add_option("--n", s.n, "Latent updates per recursion pass (n)")->capture_default_str();
-    sub->add_option("--T", s.T, "Recursion passes per supervision step (T)")->capture_default_str();
-    sub->add_option("--nsup", s.nsup, "Supervision steps (N_sup)")->capture_default_str();
-  };
-  mflag(train, ta.model);
+  TrainArgs& ta = t.ta;
+  t.train = t.self->add_subcommand("train", maze ? "Train a TRM on generated mazes or on a reference dataset (--data)"
+                                                 : "Train a TRM on freshly generated puzzles or on a reference dataset (--data)");
+  auto* train = t.train;
+  train->add_option(size_flag, ta.model.size, (maze ? "Maze size: " : "Box shape: ") + sizes)->capture_default_str();
+  train->add_option("--mixer", ta.model.mixer, "Sequence mixer: mlp (TRM-MLP) or att (self-attention, head dim 32)")
+      ->capture_default_str();
+  train->add_option("--hidden", ta.model.hidden, "Hidden size: " + join_values(kSupportedHidden))->capture_default_str();
+  train->add_option("--layers", ta.model.layers, "Layers of the network: " + join_values(kSupportedLayers))->capture_default_str();
+  train->add_option("--prefix", ta.model.prefix, "Puzzle-embedding prefix positions: " + join_values(kSupportedPrefix))
+      ->capture_default_str();
+  train->add_option("--n", ta.model.n, "Latent updates per recursion pass (n)")->capture_default_str();
+  train->add_option("--T", ta.model.T, "Recursion passes per supervision step (T)")->capture_default_str();
+  train->add_option("--nsup", ta.model.nsup, "Supervision steps (N_sup)")->capture_default_str();
   train->add_option("--steps", ta.steps, "Train until this step (total, also on --resume); 0: no step limit")
       ->capture_default_str();
   train->add_option("--minutes", ta.minutes, "Wall-clock budget of this run in minutes (0: none)")->capture_default_str();
@@ -252,35 +307,35 @@ static int run(int argc, char** argv) {
   train->add_option("--beta2", ta.beta2, "Adam beta2")->capture_default_str();
   train->add_option("--optimizer", ta.optimizer, "adamw or adam-atan2")->capture_default_str();
   train->add_option("--loss", ta.loss, "Token loss: stablemax or softmax")->capture_default_str();
-  train->add_option("--blanks", ta.blanks, "Blank cells of every training and evaluation puzzle")->capture_default_str();
+  if (maze) {
+    train->add_option("--loops", ta.loops, "Generator: fraction of inner walls opened as loops")->capture_default_str();
+    train->add_option("--min-dist", ta.min_dist, "Generator: minimum BFS distance S..G (0: the size's default)")
+        ->capture_default_str();
+  } else {
+    train->add_option("--blanks", ta.blanks, "Blank cells of every training and evaluation puzzle")->capture_default_str();
+  }
+  train->add_option("--data", ta.data,
+                    "Train on DIR/train and evaluate on DIR/test, a reference-format dataset (e.g. built by the official "
+                    "builders) instead of generated " + noun);
   train->add_option("--seed", ta.seed, "Seed of the weights, the data and the halting exploration")->capture_default_str();
   train->add_option("--ema", ta.ema, "EMA rate of the weights (0: off); evaluation and model.safetensors use the EMA")
       ->capture_default_str();
   train->add_option("--halt-explore", ta.halt_explore, "Halting exploration probability")->capture_default_str();
   train->add_option("--eval-every", ta.eval_every, "Evaluate and checkpoint every this many steps (0: only at the end)")
       ->capture_default_str();
-  train->add_option("--eval-size", ta.eval_size, "Held-out generated puzzles of the periodic evaluation")
-      ->capture_default_str();
+  train->add_option("--eval-size", ta.eval_size, "Held-out " + noun + " of the periodic evaluation")->capture_default_str();
   train->add_option("--log-every", ta.log_every, "Metrics CSV: one train row per this many steps")->capture_default_str();
-  train->add_option("--out", ta.out,
-                    "Output directory: model.safetensors, train_state.safetensors, metrics.csv, curve.png")
+  train->add_option("--out", ta.out, "Output directory: model.safetensors, train_state.safetensors, metrics.csv, curve.png")
       ->capture_default_str();
   train->add_flag("--resume", ta.resume, "Continue the run saved in --out (its configuration and flags)");
-  train->add_option("--holdout", ta.holdout, "CSV file(s) of puzzles never to train on (e.g. the test set)");
+  train->add_option("--holdout", ta.holdout, "File(s) of " + noun + " never to train on (e.g. the test set)");
   train->add_flag("!--no-plot", ta.plot, "Do not draw curve.png with gnuplot");
   train->add_option("--threads", ta.threads, "CPU threads (0: all cores, at most 2)")->capture_default_str();
   train->add_flag("--quiet", ta.quiet, "No progress bar");
 
-  // -- solve / eval
-  // The model flags of solve/eval: optional, each checked against the checkpoint when given.
-  // Each subcommand has its own values (`raw`, owned here); the returned function copies the
-  // given ones into `e` after parsing.
-  struct ExpectFlags {
-    std::string box, mixer;
-    int hidden = 0, layers = 0, prefix = 0, n = 0, T = 0, nsup = 0;
-  };
-  auto expect_flags = [&](CLI::App* sub, ExpectFlags& raw, ExpectedSpec& e) {
-    auto* box = sub->add_option("--box", raw.box, "Expected box shape (checked against the checkpoint)");
+  // -- solve / eval: the model flags are optional, each checked against the checkpoint when given.
+  auto expect_flags = [size_flag](CLI::App* sub, ExpectFlags& raw, ExpectedSpec& e) {
+    auto* size = sub->add_option(size_flag, raw.size, "Expected size (checked against the checkpoint)");
     auto* mixer = sub->add_option("--mixer", raw.mixer, "Expected mixer (checked)");
     auto* hidden = sub->add_option("--hidden", raw.hidden, "Expected hidden size (checked)");
     auto* layers = sub->add_option("--layers", raw.layers, "Expected layers (checked)");
@@ -288,8 +343,8 @@ static int run(int argc, char** argv) {
     auto* n = sub->add_option("--n", raw.n, "Expected n (checked)");
     auto* T = sub->add_option("--T", raw.T, "Expected T (checked)");
     auto* nsup = sub->add_option("--nsup", raw.nsup, "Expected N_sup (checked; --steps changes the steps run)");
-    return [=, &raw, &e] {
-      if (box->count()) e.box = raw.box;
+    return std::function<void()>([=, &raw, &e] {
+      if (size->count()) e.size = raw.size;
       if (mixer->count()) e.mixer = raw.mixer;
       if (hidden->count()) e.hidden = raw.hidden;
       if (layers->count()) e.layers = raw.layers;
@@ -297,70 +352,99 @@ static int run(int argc, char** argv) {
       if (n->count()) e.n = raw.n;
       if (T->count()) e.T = raw.T;
       if (nsup->count()) e.nsup = raw.nsup;
-    };
+    });
   };
-  auto* solve = sudoku->add_subcommand("solve", "Solve puzzles with a trained model");
-  SolveArgs sa;
-  ExpectFlags solve_flags;
-  solve->add_option("--checkpoint", sa.checkpoint, "model.safetensors written by `trm sudoku train`")->required();
-  solve->add_option("--input", sa.input, "Puzzles: CSV (PUZZLE[,SOLUTION]) or one puzzle per line; - = stdin")
+  const std::string input_help = maze ? "Mazes: Maze-Hard CSV (source,question,answer,rating) or plain-text mazes; - = stdin"
+                                      : "Puzzles: CSV (PUZZLE[,SOLUTION]) or one puzzle per line; - = stdin";
+  t.solve = t.self->add_subcommand("solve", maze ? "Solve mazes with a trained model: the path drawn, valid and shortest or not"
+                                                 : "Solve puzzles with a trained model");
+  t.solve->add_option("--checkpoint", t.sa.checkpoint, "model.safetensors written by `trm " + t.task + " train`")->required();
+  t.solve->add_option("--input", t.sa.input, input_help)->capture_default_str();
+  t.solve->add_flag("--early-exit", t.sa.early_exit, "Stop each " + std::string(maze ? "maze" : "puzzle") +
+                                                         " at the first step whose q_halt logit is > 0");
+  if (!maze) t.solve->add_flag("--trace", t.sa.trace, "Show how the answer changes step by step");
+  t.solve->add_option("--steps", t.sa.steps, "Supervision steps (default: the checkpoint's N_sup)");
+  t.solve->add_option("--batch", t.sa.batch, "Examples per batch")->capture_default_str();
+  t.solve->add_option("--threads", t.sa.threads, "CPU threads (0: all cores, at most 2)")->capture_default_str();
+  t.solve_expect = expect_flags(t.solve, t.solve_flags, t.sa.expect);
+
+  t.eval = t.self->add_subcommand("eval", maze ? "Exact and valid-and-shortest accuracy of a trained model on mazes"
+                                               : "Exact and per-cell accuracy of a trained model on a puzzle file");
+  t.eval->add_option("--checkpoint", t.ea.checkpoint, "model.safetensors written by `trm " + t.task + " train`")->required();
+  auto* in = t.eval->add_option("--input", t.ea.input, input_help);
+  auto* data = t.eval->add_option("--data", t.ea.data, "Evaluate on DIR/test, a reference-format dataset");
+  in->excludes(data);
+  t.eval->add_option("--sample", t.ea.sample, "Evaluate a seeded random sample of this many " + noun + " (0: all)")
       ->capture_default_str();
-  solve->add_flag("--early-exit", sa.early_exit, "Stop each puzzle at the first step whose q_halt logit is > 0");
-  solve->add_flag("--trace", sa.trace, "Show how the answer changes step by step");
-  solve->add_option("--steps", sa.steps, "Supervision steps (default: the checkpoint's N_sup)");
-  solve->add_option("--batch", sa.batch, "Puzzles per batch")->capture_default_str();
-  solve->add_option("--threads", sa.threads, "CPU threads (0: all cores, at most 2)")->capture_default_str();
-  auto solve_expect = expect_flags(solve, solve_flags, sa.expect);
+  t.eval->add_option("--seed", t.ea.seed, "Seed of --sample")->capture_default_str();
+  t.eval->add_option("--steps", t.ea.steps, "Supervision steps (default: the checkpoint's N_sup)");
+  t.eval->add_option("--batch", t.ea.batch, "Examples per batch")->capture_default_str();
+  t.eval->add_option("--threads", t.ea.threads, "CPU threads (0: all cores, at most 2)")->capture_default_str();
+  t.eval->add_flag("--early-exit", t.ea.early_exit_headline, "Report early exit in the final 'exact accuracy' line");
+  t.eval_expect = expect_flags(t.eval, t.eval_flags, t.ea.expect);
 
-  auto* eval = sudoku->add_subcommand("eval", "Exact and per-cell accuracy of a trained model on a puzzle file");
-  EvalArgs ea;
-  ExpectFlags eval_flags;
-  eval->add_option("--checkpoint", ea.checkpoint, "model.safetensors written by `trm sudoku train`")->required();
-  eval->add_option("--input", ea.input, "Puzzles: CSV (PUZZLE[,SOLUTION]) or one puzzle per line; - = stdin")->required();
-  eval->add_option("--sample", ea.sample, "Evaluate a seeded random sample of this many puzzles (0: all)")
-      ->capture_default_str();
-  eval->add_option("--seed", ea.seed, "Seed of --sample")->capture_default_str();
-  eval->add_option("--steps", ea.steps, "Supervision steps (default: the checkpoint's N_sup)");
-  eval->add_option("--batch", ea.batch, "Puzzles per batch")->capture_default_str();
-  eval->add_option("--threads", ea.threads, "CPU threads (0: all cores, at most 2)")->capture_default_str();
-  eval->add_flag("--early-exit", ea.early_exit_headline, "Report early exit in the final 'exact accuracy' line");
-  auto eval_expect = expect_flags(eval, eval_flags, ea.expect);
+  t.plot = t.self->add_subcommand("plot", "Draw the training curve (PNG, gnuplot) of a run from its metrics.csv");
+  t.plot->add_option("--run", t.plot_run, "Output directory of `trm " + t.task + " train`")->required();
+  t.plot->add_option("--out", t.plot_out, "PNG file (default: <run>/curve.png)");
+}
 
-  auto* plot = sudoku->add_subcommand("plot", "Draw the training curve (PNG, gnuplot) of a run from its metrics.csv");
-  std::string plot_run, plot_out;
-  plot->add_option("--run", plot_run, "Output directory of `trm sudoku train`")->required();
-  plot->add_option("--out", plot_out, "PNG file (default: <run>/curve.png)");
-
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);  // prints the help or the usage error
-    return rc == 0 ? 0 : 2;
-  }
-
-  if (*plot) {
-    const fs::path dir = plot_run, csv = dir / "metrics.csv";
+// Runs the subcommand of `t` that was given.
+static int run_task(TaskCommands& t) {
+  const bool maze = t.maze();
+  auto dispatch_train = [&](const TrainArgs& a, const std::optional<CheckpointInfo>& resume) {
+    if (maze) return by_maze_size(a.model.size, [&]<int S>() { return maze_train<S>(a, resume); });
+    return by_box(a.model.size, [&]<int R, int C>() { return sudoku_train<R, C>(a, resume); });
+  };
+  // A checkpoint of the other task is refused before any model is built.
+  auto read_info = [&](const std::string& path) {
+    auto info = read_checkpoint_info(path);
+    if (info.spec.task != t.task)
+      throw CliError(path + ": a checkpoint of a " + info.spec.task + " model (" + info.spec.describe() + "), expected a " +
+                     t.task + " model; use `trm " + info.spec.task + " ...`");
+    return info;
+  };
+  if (*t.plot) {
+    const fs::path dir = t.plot_run, csv = dir / "metrics.csv";
     if (!fs::exists(csv)) throw CliError(csv.string() + ": no such file (not the output directory of a training run?)");
     std::string title = dir.string();
     if (fs::exists(dir / "model.safetensors")) title = read_checkpoint_info(dir / "model.safetensors").spec.describe();
-    const fs::path png = plot_out.empty() ? dir / "curve.png" : fs::path(plot_out);
-    if (!plot_training_curve(csv, png, title)) return 1;
+    const fs::path png = t.plot_out.empty() ? dir / "curve.png" : fs::path(t.plot_out);
+    if (!trm::plot_training_curve(csv, png, title)) return 1;
     std::printf("curve: %s\n", png.string().c_str());
     return 0;
   }
-  if (*gen) {
-    return by_box(gen_box, [&]<int R, int C>() { return generate<sd::SudokuShape<R, C>>(gen_count, gen_blanks, gen_seed, gen_out); });
+  if (*t.gen) {
+    if (maze) return generate_mazes(t.gen_size, t.gen_count, t.gen_loops, t.gen_min_dist, t.gen_seed, t.gen_out);
+    return by_box(t.gen_size,
+                  [&]<int R, int C>() { return generate<sd::SudokuShape<R, C>>(t.gen_count, t.gen_blanks, t.gen_seed, t.gen_out); });
   }
-  if (*train) {
+  if (t.build && *t.build) {
+    const auto [rows, cols] = parse_maze_size(t.gen_size);
+    try {
+      trm::data::maze::build_dataset(t.build_in, t.build_out, {.aug = t.build_aug}, {.rows = rows, .cols = cols});
+    } catch (const std::exception& e) {
+      throw CliError(e.what());
+    }
+    for (const char* split : {"train", "test"}) {
+      const auto d = trm::data::PuzzleDataset::read(t.build_out, split);
+      std::printf("%s/%s: %lld examples, %lld groups, seq_len %lld, vocab %lld\n", t.build_out.c_str(), split,
+                  static_cast<long long>(d.total_examples()), static_cast<long long>(d.metadata.total_groups),
+                  static_cast<long long>(d.metadata.seq_len), static_cast<long long>(d.metadata.vocab_size));
+    }
+    return 0;
+  }
+  if (*t.train) {
+    TrainArgs& ta = t.ta;
     std::set<std::string> given;
-    for (const auto* o : train->get_options())
+    for (const auto* o : t.train->get_options())
       if (o->count() > 0) {
         std::string name = o->get_single_name();
         while (!name.empty() && name[0] == '-') name.erase(0, 1);
         for (auto& c : name) c = c == '-' ? '_' : c;
         given.insert(name);
       }
-    for (const char* m : {"box", "mixer", "hidden", "layers", "prefix", "n", "T", "nsup"})
+    const char* size_key = maze ? "size" : "box";
+    for (const char* m : {size_key, "mixer", "hidden", "layers", "prefix", "n", "T", "nsup"})
       if (given.count(m)) ta.model_flags_given = true;
     if (ta.steps <= 0 && ta.minutes <= 0) throw CliError("give a training budget: --steps N and/or --minutes M");
     if (ta.batch < 1) throw CliError("--batch must be >= 1, found " + std::to_string(ta.batch));
@@ -373,15 +457,16 @@ static int run(int argc, char** argv) {
     if (ta.loss != "stablemax" && ta.loss != "softmax")
       throw CliError("--loss " + ta.loss + " is not supported (supported: stablemax, softmax)");
     if (!(ta.ema >= 0 && ta.ema < 1)) throw CliError("--ema must be in [0, 1)");
+    if (!(ta.loops >= 0 && ta.loops <= 1)) throw CliError("--loops must be in [0, 1]");
     std::optional<CheckpointInfo> resume;
+    const fs::path state = fs::path(ta.out) / "train_state.safetensors";
     if (ta.resume) {
-      const fs::path state = fs::path(ta.out) / "train_state.safetensors";
       if (!fs::exists(state))
         throw CliError("--resume: " + state.string() + " does not exist (train once with --out " + ta.out + " first)");
-      resume = read_checkpoint_info(state);
+      resume = read_info(state.string());
       if (ta.model_flags_given) {
         ExpectedSpec e;
-        if (given.count("box")) e.box = ta.model.box;
+        if (given.count(size_key)) e.size = ta.model.size;
         if (given.count("mixer")) e.mixer = ta.model.mixer;
         if (given.count("hidden")) e.hidden = ta.model.hidden;
         if (given.count("layers")) e.layers = ta.model.layers;
@@ -395,33 +480,58 @@ static int run(int argc, char** argv) {
       apply_saved_flags(ta, resume->train, given, state.string());
     } else {
       ta.model.validate();
-      const fs::path state = fs::path(ta.out) / "train_state.safetensors";
       if (fs::exists(state))
         throw CliError(ta.out + " already holds a run (" + state.string() +
                        "): pass --resume to continue it, or choose another --out");
     }
-    if (ta.blanks < 1 || ta.blanks > ta.model.side() * ta.model.side())
+    if (!maze && (ta.blanks < 1 || ta.blanks > ta.model.side() * ta.model.side()))
       throw CliError("--blanks must be in [1, " + std::to_string(ta.model.side() * ta.model.side()) + "] for --box " +
-                     ta.model.box + ", found " + std::to_string(ta.blanks));
-    return by_box(ta.model.box, [&]<int R, int C>() { return sudoku_train<R, C>(ta, resume); });
+                     ta.model.size + ", found " + std::to_string(ta.blanks));
+    if (maze && (ta.min_dist < 0 || ta.min_dist > ta.model.side() * ta.model.side()))
+      throw CliError("--min-dist must be in [0, " + std::to_string(ta.model.side() * ta.model.side()) + "]");
+    return dispatch_train(ta, resume);
   }
-  if (*solve) {
-    solve_expect();
-    const auto info = read_checkpoint_info(sa.checkpoint);
-    sa.expect.check(info.spec, sa.checkpoint);
-    if (sa.batch < 1) throw CliError("--batch must be >= 1");
-    if (sa.steps < 0) throw CliError("--steps must be >= 1");
-    return by_box(info.spec.box, [&]<int R, int C>() { return sudoku_solve<R, C>(sa, info); });
+  if (*t.solve) {
+    t.solve_expect();
+    const auto info = read_info(t.sa.checkpoint);
+    t.sa.expect.check(info.spec, t.sa.checkpoint);
+    if (t.sa.batch < 1) throw CliError("--batch must be >= 1");
+    if (t.sa.steps < 0) throw CliError("--steps must be >= 1");
+    if (maze) return by_maze_size(info.spec.size, [&]<int S>() { return maze_solve<S>(t.sa, info); });
+    return by_box(info.spec.size, [&]<int R, int C>() { return sudoku_solve<R, C>(t.sa, info); });
   }
-  if (*eval) {
-    eval_expect();
-    const auto info = read_checkpoint_info(ea.checkpoint);
-    ea.expect.check(info.spec, ea.checkpoint);
-    if (ea.batch < 1) throw CliError("--batch must be >= 1");
-    if (ea.steps < 0) throw CliError("--steps must be >= 1");
-    if (ea.sample < 0) throw CliError("--sample must be >= 0");
-    return by_box(info.spec.box, [&]<int R, int C>() { return sudoku_eval<R, C>(ea, info); });
+  if (*t.eval) {
+    t.eval_expect();
+    if (t.ea.input.empty() && t.ea.data.empty()) throw CliError("eval: give --input FILE or --data DIR");
+    const auto info = read_info(t.ea.checkpoint);
+    t.ea.expect.check(info.spec, t.ea.checkpoint);
+    if (t.ea.batch < 1) throw CliError("--batch must be >= 1");
+    if (t.ea.steps < 0) throw CliError("--steps must be >= 1");
+    if (t.ea.sample < 0) throw CliError("--sample must be >= 0");
+    if (maze) return by_maze_size(info.spec.size, [&]<int S>() { return maze_eval<S>(t.ea, info); });
+    return by_box(info.spec.size, [&]<int R, int C>() { return sudoku_eval<R, C>(t.ea, info); });
   }
+  return 2;
+}
+
+static int run(int argc, char** argv) {
+  CLI::App app{"trm: Tiny Recursive Models from the command line (C++20, trm library)"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Print the help of every subcommand");
+  std::vector<std::unique_ptr<TaskCommands>> tasks;
+  for (const char* name : {"sudoku", "maze"}) {
+    tasks.push_back(std::make_unique<TaskCommands>());
+    tasks.back()->task = name;
+    add_task_commands(app, *tasks.back());
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);  // prints the help or the usage error
+    return rc == 0 ? 0 : 2;
+  }
+  for (auto& t : tasks)
+    if (*t->self) return run_task(*t);
   return 2;
 }
 

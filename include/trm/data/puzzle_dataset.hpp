@@ -23,6 +23,7 @@
 // allocated, and each array is read once, straight into its final buffer. Writing validates first
 // and writes every file atomically (AtomicFileWriter); write -> read -> write gives the same bytes.
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -706,6 +707,66 @@ class TrainSampler {
 
   std::int64_t iteration() const { return iteration_; }
   const TrainSamplerOptions& options() const { return opt_; }
+
+  // The sampler's position as JSON text (the pass, the set, the place in it and the Rng), so that
+  // a resumed run continues the same sequence of batches: restore(state()) on a sampler of the
+  // same dataset and options gives the batches this one would have given next.
+  std::string state() const {
+    nlohmann::json j;
+    j["iteration"] = iteration_;
+    j["set"] = set_;
+    j["pos"] = pos_;
+    j["ended"] = ended_;
+    j["batch"] = opt_.global_batch_size;
+    j["seed"] = std::to_string(opt_.seed);
+    auto& r = j["rng"] = nlohmann::json::array();
+    for (auto v : rng_.state()) r.push_back(std::to_string(v));
+    return j.dump();
+  }
+  void restore(const std::string& text) {
+    auto fail = [&](const std::string& why) {
+      throw ValueError("TrainSampler::restore: " + why);
+    };
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text, nullptr, true, false);
+    } catch (const std::exception&) {
+      fail("expected the JSON text of TrainSampler::state(), found text that does not parse");
+    }
+    try {
+      const auto iteration = j.at("iteration").get<std::int64_t>();
+      const auto set = j.at("set").get<std::size_t>();
+      const auto pos = j.at("pos").get<std::size_t>();
+      const bool ended = j.at("ended").get<bool>();
+      if (j.at("batch").get<index_t>() != opt_.global_batch_size || j.at("seed").get<std::string>() != std::to_string(opt_.seed))
+        fail("the state is of a sampler with batch " + j.at("batch").dump() + " and seed " + j.at("seed").dump() +
+             ", this one has batch " + std::to_string(opt_.global_batch_size) + " and seed " + std::to_string(opt_.seed));
+      std::array<std::uint64_t, 4> rs{};
+      const auto& r = j.at("rng");
+      if (!r.is_array() || r.size() != 4) fail("rng: expected 4 numbers");
+      for (std::size_t i = 0; i < 4; ++i) rs[i] = std::stoull(r.at(i).get<std::string>());
+      if (iteration < 0 || set >= d_->sets.size())
+        fail("iteration " + std::to_string(iteration) + " / set " + std::to_string(set) + " out of range for a dataset of " +
+             std::to_string(d_->sets.size()) + " set(s)");
+      if (iteration == 0) {
+        iteration_ = 0, set_ = d_->sets.size() - 1, order_.clear(), pos_ = 0, ended_ = true;
+        return;
+      }
+      // Rebuild the pass's group order (it depends only on the seed and the pass), then put back
+      // the Rng as it was at the saved place.
+      iteration_ = iteration - 1;
+      set_ = (set + d_->sets.size() - 1) % d_->sets.size();
+      begin_pass();
+      if (pos > order_.size()) fail("pos " + std::to_string(pos) + " beyond the pass's " + std::to_string(order_.size()) + " groups");
+      pos_ = pos;
+      ended_ = ended;
+      rng_.set_state(rs);
+    } catch (const ValueError&) {
+      throw;
+    } catch (const std::exception& e) {
+      fail(std::string("malformed state (") + e.what() + ")");
+    }
+  }
 
  private:
   void begin_pass() {

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/config.hpp"
 #include "safetensors.hpp"
 
 namespace trm {

@@ -1,6 +1,7 @@
 #pragma once
 // The deep-supervision trainer with the reference's batched carry (SPEC §2.2, §3, §4): one call =
 // one supervision step on every row of the carried batch, one optimiser step.
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <type_traits>
@@ -88,6 +89,14 @@ class Trainer {
   const Carry<M>& carry() const { return carry_; }
   long step_count() const { return step_; }
   void set_step_count(long s) { step_ = s; }
+  // A factor on the scheduled learning rates (dense and puzzle table) from the next call on: a
+  // schedule the step count cannot express, e.g. a cosine over a wall-clock budget (trm::fit).
+  void set_lr_scale(double scale) {
+    if (!(scale >= 0.0) || !std::isfinite(scale))
+      throw ValueError("Trainer::set_lr_scale: expected a finite factor >= 0, found " + std::to_string(scale));
+    lr_scale_ = scale;
+  }
+  double lr_scale() const { return lr_scale_; }
   Ema<S>& ema() { return ema_; }
   const Ema<S>& ema() const { return ema_; }
   // A copy of the model with the EMA weights (what the reference evaluates and saves).
@@ -188,8 +197,8 @@ class Trainer {
     model_.embed_backward(data, dx_.cview(), puzzle_row_grad_.view());
 
     ++step_;
-    m.lr = options_.schedule(opt_.lr, step_);
-    m.puzzle_emb_lr = options_.schedule(options_.puzzle_emb_lr, step_);
+    m.lr = options_.schedule(opt_.lr, step_) * lr_scale_;
+    m.puzzle_emb_lr = options_.schedule(options_.puzzle_emb_lr, step_) * lr_scale_;
     if (update) {
       if constexpr (M::puzzle_emb_ndim > 0)
         SignSgd{options_.puzzle_emb_lr, options_.puzzle_emb_weight_decay}.update(
@@ -264,6 +273,7 @@ class Trainer {
   Ema<S> ema_;
   std::map<std::string, AdamState<S>> opt_state_;
   long step_ = 0;
+  double lr_scale_ = 1.0;
   Carry<M> carry_;
   typename schedule::template Tape<M> tape_;
   typename M::HeadCache head_cache_;

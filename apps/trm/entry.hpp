@@ -1,18 +1,20 @@
 #pragma once
-// Entry points of `trm sudoku train|solve|eval` per box shape (defined in sudoku_impl.hpp,
-// instantiated in sudoku_<R>x<C>.cpp), and the run configuration stored in checkpoints.
+// Entry points of `trm sudoku|maze train|solve|eval` per size (defined in sudoku_impl.hpp and
+// maze_impl.hpp, instantiated in sudoku_<R>x<C>.cpp and maze_<side>.cpp, so the model
+// instantiations compile in parallel), and the run configuration stored in checkpoints.
 #include <optional>
 #include <trm/io/safetensors.hpp>
+#include <trm/train/fit.hpp>
 
 #include "cli_common.hpp"
 
 namespace trmcli {
 
-// What `trm sudoku train` stores in the metadata of its checkpoints.
+// What `trm <task> train` stores in the metadata of its checkpoints.
 struct CheckpointInfo {
   ModelSpec spec;
   json train;  // training flags (may be empty)
-  json state;  // step, elapsed time, weights (ema|raw), data RNG
+  json state;  // trm::fit's state: step, elapsed time, weights (ema|raw), data position
 };
 
 inline json parse_meta(const std::map<std::string, std::string>& meta, const char* key, const std::string& source,
@@ -21,7 +23,7 @@ inline json parse_meta(const std::map<std::string, std::string>& meta, const cha
   if (it == meta.end()) {
     if (!required) return json::object();
     throw CliError(source + ": no '" + key +
-                   "' entry in its metadata: not a checkpoint written by `trm sudoku train`, so its model "
+                   "' entry in its metadata: not a checkpoint written by `trm <task> train`, so its model "
                    "configuration is unknown");
   }
   try {
@@ -46,7 +48,7 @@ inline CheckpointInfo read_checkpoint_info(const fs::path& path) {
   CheckpointInfo info;
   info.spec = ModelSpec::from_json(parse_meta(file.metadata, kMetaModel, path.string(), true), path.string());
   info.train = parse_meta(file.metadata, kMetaTrain, path.string(), false);
-  info.state = parse_meta(file.metadata, kMetaState, path.string(), false);
+  info.state = parse_meta(file.metadata, trm::fit_state_key, path.string(), false);
   return info;
 }
 
@@ -56,5 +58,11 @@ template <int R, int C>
 int sudoku_solve(const SolveArgs& a, const CheckpointInfo& info);
 template <int R, int C>
 int sudoku_eval(const EvalArgs& a, const CheckpointInfo& info);
+template <int Side>
+int maze_train(const TrainArgs& a, const std::optional<CheckpointInfo>& resume);
+template <int Side>
+int maze_solve(const SolveArgs& a, const CheckpointInfo& info);
+template <int Side>
+int maze_eval(const EvalArgs& a, const CheckpointInfo& info);
 
 }  // namespace trmcli
