@@ -1,11 +1,15 @@
 // trm/data/maze.hpp: tokens, text forms, readers and their errors, BFS solver and the
 // valid-and-shortest checker, dihedral augmentations, the generator, and the dataset builder
-// compared with the output of the official build_maze_dataset.py (tests/data/maze).
+// compared with the output of the official build_maze_dataset.py (tests/data/maze), and
+// generate_hard (the Maze-Hard procedure).
 #include <doctest/doctest.h>
 
 #include <trm/data/maze.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -339,6 +343,229 @@ TEST_CASE("maze generator: seeded, any size 5..30, answers are valid shortest pa
   }
   CHECK(to_csv(train) == slurp(kData / "train.csv"));
   CHECK(to_csv(test) == slurp(kData / "test.csv"));
+}
+
+namespace {
+// Walls of the procedure's layout: the maze's walls less those added to break ties.
+int layout_walls(const MazeExample& ex, const HardGenerateStats& st) { return ex.question.count(Cell::Wall) - st.walls_added; }
+// Searchformer's wall-count bounds, (N div 10) * 3 .. (N div 10) * 5.
+int walls_lo(int rows, int cols) { return rows * cols / 10 * 3; }
+int walls_hi(int rows, int cols) { return rows * cols / 10 * 5; }
+bool has_open_edge_cell(const Maze& m) {
+  for (int r = 0; r < m.rows(); ++r)
+    for (int c = 0; c < m.cols(); ++c)
+      if ((r == 0 || c == 0 || r == m.rows() - 1 || c == m.cols() - 1) && m(r, c) != Cell::Wall) return true;
+  return false;
+}
+}  // namespace
+
+TEST_CASE("maze generate_hard: the Maze-Hard procedure, seeded, any size 5..30, hard, unique, valid answers") {
+  CHECK(hard_min_distance(30, 30) == 111);  // HRM: difficulty "exceeds 110"
+  CHECK(hard_min_distance(5, 5) == 15);  // 111 (sqrt(rows * cols) - 1) / 29, rounded down
+  CHECK(hard_min_distance(9, 9) == 30);
+  CHECK(hard_min_distance(11, 11) == 38);
+  CHECK(hard_min_distance(20, 20) == 72);
+  CHECK(hard_min_distance(10, 30) == 62);
+  CHECK(hard_min_distance(30, 5) == 43);
+
+  // A seed gives the same maze on every platform: pinned, then regenerated.
+  {
+    const auto ex = generate_hard(1, {.rows = 5, .cols = 5});
+    CHECK(ex.question.to_text() == "     \n ### \n  S# \n###  \n#G  #\n");
+    CHECK(ex.answer.to_text() == "ooooo\no###o\nooS#o\n###oo\n#Goo#\n");
+    CHECK(ex.rating == "15");
+    CHECK(ex.source == "trm-generate-hard");
+  }
+
+  struct Size {
+    int rows, cols;
+  };
+  for (const Size z : {Size{5, 5}, Size{9, 9}, Size{11, 11}, Size{7, 13}, Size{30, 30}}) {
+    CAPTURE(z.rows);
+    CAPTURE(z.cols);
+    const std::uint64_t seed = std::uint64_t(z.rows * 100 + z.cols);
+    HardGenerateStats st;
+    const HardGenerateOptions o{.rows = z.rows, .cols = z.cols};
+    const auto ex = generate_hard(seed, o, &st);
+    CHECK(ex.question.rows() == z.rows);
+    CHECK(ex.question.cols() == z.cols);
+    CHECK(ex.question.count(Cell::Start) == 1);
+    CHECK(ex.question.count(Cell::Goal) == 1);
+    CHECK_NOTHROW(check_example(ex.question, ex.answer, "", true));
+    CHECK(valid_and_shortest(ex.question, ex.answer));
+    const auto r = solve(ex.question);
+    CHECK(r.unique());                                     // require_unique is the default
+    CHECK(*r.answer == ex.answer);                         // the answer is the solver's path
+    CHECK(ex.rating == std::to_string(*r.distance));       // rating: the distance in moves
+    CHECK(*r.distance >= hard_min_distance(z.rows, z.cols));  // the hardness rule
+    CHECK(layout_walls(ex, st) >= walls_lo(z.rows, z.cols));
+    CHECK(layout_walls(ex, st) <= walls_hi(z.rows, z.cols));
+    CHECK(st.passing == 1);
+    CHECK(st.layouts >= 1);
+    CHECK(st.pairs >= st.layouts);
+    CHECK(generate_hard(seed, o) == ex);  // deterministic
+    if (z.rows == 30) CHECK(generate_hard(seed + 1, o) != ex);
+  }
+
+  // The procedure's mazes as they are (ties kept), and ties rejected instead of walled off.
+  {
+    HardGenerateStats st;
+    const auto ex = generate_hard(7, {.rows = 30, .cols = 30, .require_unique = false}, &st);
+    CHECK(st.walls_added == 0);
+    CHECK(std::stoi(ex.rating) >= 111);
+    CHECK(layout_walls(ex, st) >= 270);
+    CHECK(layout_walls(ex, st) <= 450);
+    CHECK(valid_and_shortest(ex.question, ex.answer));
+    CHECK(*solve(ex.question).answer == ex.answer);
+  }
+  for (const std::uint64_t seed : {1, 2, 3}) {
+    HardGenerateStats st;
+    const auto ex = generate_hard(seed, {.rows = 9, .cols = 9, .min_distance = 16, .unique_by = UniqueBy::reject}, &st);
+    CHECK(st.walls_added == 0);
+    CHECK(solve(ex.question).unique());
+    CHECK(std::stoi(ex.rating) >= 16);
+    CHECK(layout_walls(ex, st) >= walls_lo(9, 9));
+    CHECK(layout_walls(ex, st) <= walls_hi(9, 9));
+  }
+  // An explicit threshold replaces the automatic one; the Rng overload continues the stream.
+  {
+    trm::Rng rng(5);
+    const auto a = generate_hard(rng, {.rows = 12, .cols = 8, .min_distance = 20});
+    const auto b = generate_hard(rng, {.rows = 12, .cols = 8, .min_distance = 20});
+    CHECK(a != b);
+    CHECK(std::stoi(a.rating) >= 20);
+    CHECK(std::stoi(b.rating) >= 20);
+  }
+}
+
+TEST_CASE("maze generate_hard at 30x30 against what is known of Maze-Hard, and against the corridor generator's fixtures") {
+  // What Maze-Hard's procedure fixes (HRM paper section 3.1; Searchformer's searchformer/maze.py):
+  // 30x30, no border, 270..450 walls on random cells, shortest path > 110. Five mazes of the
+  // procedure (ties kept) and two with ties walled off.
+  double wall_sum = 0, dist_sum = 0;
+  int n = 0;
+  for (const std::uint64_t seed : {11, 12, 13, 14, 15}) {
+    HardGenerateStats st;
+    const auto ex = generate_hard(seed, {.require_unique = false}, &st);
+    const int walls = layout_walls(ex, st);
+    CHECK(walls >= 270);
+    CHECK(walls <= 450);
+    CHECK(has_open_edge_cell(ex.question));  // no border of walls, unlike generate's mazes
+    CHECK(std::stoi(ex.rating) >= 111);
+    wall_sum += walls / 900.0;
+    dist_sum += std::stoi(ex.rating);
+    ++n;
+  }
+  // The accepted mazes' wall fraction: the layouts are drawn at 30..50 %, but a path of 111+
+  // moves needs a spanning cluster of open cells, which 50 % walls (above the square lattice's
+  // site-percolation threshold of about 40.7 % walls) rarely leaves: over 50 accepted mazes the
+  // mean was 0.372 (docs/RESULTS.md). Five mazes: between 0.30 and 0.45.
+  CHECK(wall_sum / n > 0.30);
+  CHECK(wall_sum / n < 0.45);
+  CHECK(dist_sum / n >= 111);
+  CHECK(dist_sum / n < 130);  // a steep tail: 50 mazes had a mean of 115.2 and at most 130 moves
+  for (const std::uint64_t seed : {21, 22}) {
+    HardGenerateStats st;
+    const auto ex = generate_hard(seed, {}, &st);
+    CHECK(solve(ex.question).unique());
+    CHECK(st.walls_added <= 60);  // a minimum cut: about 15 at 30x30 on average (docs/RESULTS.md)
+    CHECK(layout_walls(ex, st) >= 270);
+  }
+  // The committed fixtures (tests/data/maze/*.csv) come from the corridor generator: a border of
+  // walls and far more walls than Maze-Hard's procedure draws.
+  for (const auto& ex : read_csv(kData / "train.csv")) {
+    CHECK(!has_open_edge_cell(ex.question));
+    CHECK(ex.question.count(Cell::Wall) > 450);
+  }
+}
+
+TEST_CASE("maze generate_hard: bad options and an exhausted search give clear errors") {
+  auto err = [](const HardGenerateOptions& o) { return error_of<trm::ValueError>([&] { generate_hard(1, o); }); };
+  CHECK(err({.rows = 4}) == "maze::generate_hard: rows: expected 5..30, found 4");
+  CHECK(err({.cols = 31}) == "maze::generate_hard: cols: expected 5..30, found 31");
+  CHECK(err({.min_wall_fraction = -0.1}) == "maze::generate_hard: min_wall_fraction: expected a value in [0, 1), found -0.1");
+  CHECK(err({.min_wall_fraction = 0.3, .max_wall_fraction = 0.2}) ==
+        "maze::generate_hard: max_wall_fraction: expected a value in [min_wall_fraction (0.3), 1), found 0.2");
+  CHECK(err({.max_wall_fraction = 1.0}) == "maze::generate_hard: max_wall_fraction: expected a value in [min_wall_fraction (0.3), 1), found 1");
+  CHECK(err({.rows = 5, .cols = 6, .max_wall_fraction = 0.99}) ==
+        "maze::generate_hard: max_wall_fraction: expected at most 28 walls in 5x6 (two cells for S and G), found 29 (0.99)");
+  CHECK(err({.min_distance = 0}) == "maze::generate_hard: min_distance: expected -1 (hard_min_distance(rows, cols)) or 1..899 moves, found 0");
+  CHECK(err({.rows = 5, .cols = 5, .min_distance = 25}) ==
+        "maze::generate_hard: min_distance: expected -1 (hard_min_distance(rows, cols)) or 1..24 moves, found 25");
+  CHECK(err({.pairs_per_layout = 0}) == "maze::generate_hard: pairs_per_layout: expected >= 1, found 0");
+  CHECK(err({.max_layouts = 0}) == "maze::generate_hard: max_layouts: expected >= 1, found 0");
+  CHECK(err({.rows = 5, .cols = 5, .min_distance = 24, .max_layouts = 10}) ==
+        "maze::generate_hard: no 5x5 maze with a shortest path of >= 24 moves in 10 wall layouts x 100 (S, G) pairs; "
+        "lower min_distance or raise max_layouts");
+  CHECK(err({.rows = 30, .cols = 30, .unique_by = UniqueBy::reject, .max_layouts = 3}) ==
+        "maze::generate_hard: no 30x30 maze with a shortest path of >= 111 moves and no other shortest path in 3 wall layouts x "
+        "100 (S, G) pairs; lower min_distance, use UniqueBy::wall_off or raise max_layouts");
+  // ValueError, not MazeFormatError: these are options, not data.
+  CHECK(error_of<MazeFormatError>([] { generate_hard(1, {.rows = 4}); }).find("<wrong exception type") == 0);
+}
+
+// The table in docs/RESULTS.md ("Maze generation"); skipped by default (about a minute in Release):
+//   ./build/tests/test_maze -tc="maze generate_hard statistics*" --no-skip
+TEST_CASE("maze generate_hard statistics: acceptance, path length, walls, time" * doctest::skip()) {
+  struct Row {
+    const char* name;
+    HardGenerateOptions opt;
+    int n;
+  };
+  const Row rows[] = {
+      {"30x30, ties kept (require_unique = false)", {.require_unique = false}, 50},
+      {"30x30, ties walled off (default)", {}, 50},
+      {"11x11, ties kept (require_unique = false)", {.rows = 11, .cols = 11, .require_unique = false}, 200},
+      {"11x11, ties walled off (default)", {.rows = 11, .cols = 11}, 200},
+      {"11x11, ties rejected (UniqueBy::reject)", {.rows = 11, .cols = 11, .unique_by = UniqueBy::reject}, 5},
+      {"11x11, ties rejected, min_distance 20", {.rows = 11, .cols = 11, .min_distance = 20, .unique_by = UniqueBy::reject}, 200},
+      // hard_min_distance keeps the share of passing pairs about that of 30x30 at other sizes:
+      {"5x5, ties kept", {.rows = 5, .cols = 5, .require_unique = false}, 40},
+      {"9x9, ties kept", {.rows = 9, .cols = 9, .require_unique = false}, 40},
+      {"15x15, ties kept", {.rows = 15, .cols = 15, .require_unique = false}, 40},
+      {"20x20, ties kept", {.rows = 20, .cols = 20, .require_unique = false}, 40},
+      {"10x30, ties kept", {.rows = 10, .cols = 30, .require_unique = false}, 40},
+      {"5x30, ties kept", {.rows = 5, .cols = 30, .require_unique = false}, 40},
+  };
+  std::printf("| mazes | min_distance | accepted per (S, G) pair | layouts per maze | shortest path: mean (min..max) moves "
+              "| wall fraction: layout, final | tie walls per maze | unique | ms per maze |\n|---|---|---|---|---|---|---|---|---|\n");
+  for (const Row& row : rows) {
+    trm::Rng rng(2025);
+    long pairs = 0, layouts = 0;
+    double dist = 0, wall0 = 0, wall1 = 0, added = 0;
+    int lo = 1 << 30, hi = 0, unique = 0, made = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string failed;
+    for (int i = 0; i < row.n; ++i) {
+      HardGenerateStats st;
+      try {
+        const auto ex = generate_hard(rng, row.opt, &st);
+        const int d = std::stoi(ex.rating), cells = ex.question.size();
+        dist += d;
+        lo = std::min(lo, d);
+        hi = std::max(hi, d);
+        wall0 += double(layout_walls(ex, st)) / cells;
+        wall1 += double(ex.question.count(Cell::Wall)) / cells;
+        added += st.walls_added;
+        unique += solve(ex.question).unique() ? 1 : 0;
+        ++made;
+      } catch (const trm::ValueError&) {
+        failed = " (then none in " + std::to_string(row.opt.max_layouts) + " layouts)";
+      }
+      pairs += st.pairs;
+      layouts += st.layouts;
+      if (!failed.empty()) break;
+    }
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const int need = row.opt.min_distance == -1 ? hard_min_distance(row.opt.rows, row.opt.cols) : row.opt.min_distance;
+    if (made == 0) {
+      std::printf("| %s: 0%s | %d | < %.2g | - | - | - | - | - | - |\n", row.name, failed.c_str(), need, 1.0 / double(pairs));
+      continue;
+    }
+    std::printf("| %s: %d%s | %d | %.2g | %.0f | %.1f (%d..%d) | %.3f, %.3f | %.1f | %d of %d | %.0f |\n", row.name, made, failed.c_str(),
+                need, double(made) / double(pairs), double(layouts) / made, dist / made, lo, hi, wall0 / made, wall1 / made,
+                added / made, unique, made, ms / (made + (failed.empty() ? 0 : 1)));
+  }
 }
 
 TEST_CASE("maze dataset builder reproduces the official build_maze_dataset.py output") {

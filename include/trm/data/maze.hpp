@@ -10,7 +10,8 @@
 //   dihedral, inverse_dihedral, dihedral_shape, dihedral_inverse
 //   MazeExample, MazeCsvOptions, read_csv, parse_csv, to_csv, check_example, read_text, parse_text
 //   MazeDatasetOptions, build_split, build_dataset
-//   GenerateOptions, generate
+//   GenerateOptions, generate (corridor mazes); HardGenerateOptions, HardGenerateStats, UniqueBy,
+//   hard_min_distance, generate_hard (the procedure that made Maze-Hard)
 //   MazeFormatError (a trm::ValueError)
 #include "trm/data/maze/grid.hpp"
 #include "trm/data/maze/solver.hpp"
