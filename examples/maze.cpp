@@ -6,8 +6,10 @@
 //             every training question excluded; both built into trm::data::PuzzleDataset with the
 //             reference's layout (train: 8 dihedral transforms per maze), in memory or, with
 //             --data-dir, written to disk and read back;
-//   training  trm::Trainer fed by trm::data::TrainSampler, for --steps N optimiser steps and/or
-//             --minutes M of wall-clock time (whichever comes first);
+//   training  trm::fit (the library's training driver) stepping a trm::Trainer on
+//             trm::data::DatasetSource (the reference's sampling, TrainSampler), for --steps N
+//             optimiser steps and/or --minutes M of wall-clock time (whichever comes first), with
+//             a progress bar and the test score every 250 steps;
 //   eval      the EMA weights (trainer.ema_model()) run every supervision step (trm::Solver) on
 //             the held-out mazes in trm::data::EvalSampler's order: exact accuracy (every cell
 //             equal to the stored answer) and valid-and-shortest accuracy (the decoded prediction
@@ -37,6 +39,8 @@
 
 #include <trm/data/maze.hpp>
 #include <trm/data/puzzle_dataset.hpp>
+#include <trm/data/sources.hpp>
+#include <trm/train/fit.hpp>
 #include <trm/trm.hpp>
 
 namespace maze = trm::data::maze;
@@ -262,33 +266,25 @@ int main(int argc, char** argv) {
     opts.ema_rate = o.ema;
     opts.seed = o.seed;
     trm::Trainer trainer(model, trm::AdamAtan2{.lr = o.lr, .weight_decay = 0.1}, opts);
-    trm::data::TrainSampler sampler(train, {.global_batch_size = trm::index_t(o.batch), .seed = o.seed});
-
-    const auto train_start = std::chrono::steady_clock::now();
-    auto minutes_since = [](auto start) {
-      return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60.0;
+    // The library's training driver: the step and/or time budget, a progress bar, the EMA weights
+    // evaluated on the test mazes every 250 steps (exact and valid-and-shortest); nothing written
+    // to disk here (FitOptions::out_dir would add checkpoints, resume, metrics.csv and a plot).
+    trm::data::DatasetSource source(train, {.global_batch_size = trm::index_t(o.batch), .seed = o.seed});
+    auto periodic_eval = [&](const Model& weights) {
+      const Score s = evaluate(weights, test, trm::index_t(std::min(o.batch, 256L)));
+      trm::EvalReport r;
+      r.count = s.rows;
+      r.max_steps = weights.max_steps();
+      r.exact = double(s.exact) / double(std::max(1L, s.rows));
+      r.valid = double(s.valid_shortest) / double(std::max(1L, s.rows));
+      return r;
     };
-    long step = 0;
-    double loss = 0, acc = 0, exact = 0;
-    int finished = 0;
-    for (;;) {
-      if (o.steps > 0 && step >= o.steps) break;
-      if (o.minutes > 0 && minutes_since(train_start) >= o.minutes) break;
-      const trm::StepMetrics m = trainer.step(sampler.next().batch);
-      ++step;
-      loss += m.mean_total_loss();
-      acc += m.accuracy, exact += m.exact_accuracy, finished += m.count;
-      if (step % 100 == 0 || step == o.steps) {
-        std::printf("step %5ld  %.2f min  loss %.4f  finished rows: cell acc %.3f exact %.3f (%d rows)\n", step,
-                    minutes_since(train_start), loss / double(step % 100 ? step % 100 : 100),
-                    finished ? acc / finished : 0.0, finished ? exact / finished : 0.0, finished);
-        std::fflush(stdout);
-        loss = acc = exact = 0, finished = 0;
-      }
-    }
-    const double train_minutes = minutes_since(train_start);
+    trm::FitOptions fit_options{.max_steps = o.steps, .max_minutes = o.minutes, .eval_every = 250};
+    const trm::FitResult fitted = trm::fit(trainer, source, periodic_eval, fit_options);
+    const long step = fitted.step;
+    const double train_minutes = fitted.seconds / 60.0;
     std::printf("trained %ld steps (batch %ld) in %.2f min, %lld sampler passes\n", step, o.batch, train_minutes,
-                static_cast<long long>(sampler.iteration()));
+                static_cast<long long>(source.sampler().iteration()));
 
     // Evaluation of the EMA weights on the held-out mazes.
     const Model ema = trainer.ema_model();
@@ -324,7 +320,7 @@ int main(int argc, char** argv) {
     std::printf("saved %s; reloaded: predictions %s on the %ld test mazes\n", path.string().c_str(),
                 same ? "identical" : "DIFFERENT", again.rows);
     if (o.save.empty()) fs::remove(path);
-    std::printf("total %.2f min\n", minutes_since(t0));
+    std::printf("total %.2f min\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60.0);
     return same ? 0 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: error: %s\n", argv[0], e.what());

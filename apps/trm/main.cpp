@@ -120,7 +120,9 @@ static std::pair<int, int> parse_maze_size(const std::string& size) {
 }
 
 // Distinct mazes with a unique shortest path, as a Maze-Hard CSV.
-static int generate_mazes(const std::string& size, long count, double loops, int min_dist, std::uint64_t seed,
+// hard: Maze-Hard's procedure (maze::generate_hard: random walls, a long shortest path, ties
+// walled off); otherwise the library's DFS-with-loops generator.
+static int generate_mazes(const std::string& size, long count, double loops, int min_dist, bool hard, std::uint64_t seed,
                           const std::string& out) {
   namespace mz = trm::data::maze;
   const auto [rows, cols] = parse_maze_size(size);
@@ -133,8 +135,14 @@ static int generate_mazes(const std::string& size, long count, double loops, int
   std::unordered_set<std::string> seen;
   std::vector<mz::MazeExample> mazes;
   long misses = 0;
+  const mz::HardGenerateOptions h{.rows = rows, .cols = cols, .min_distance = min_dist > 0 ? min_dist : -1};
   while (long(mazes.size()) < count) {
-    mz::MazeExample e = mz::generate(rng, g);
+    mz::MazeExample e;
+    try {
+      e = hard ? mz::generate_hard(rng, h) : mz::generate(rng, g);
+    } catch (const trm::ValueError& err) {
+      throw CliError(std::string("maze generate: ") + err.what());
+    }
     if (!mz::solve(e.question).unique() || !seen.insert(e.question.to_field()).second) {
       if (++misses > 1000 + 100 * count)
         throw CliError("could only make " + std::to_string(mazes.size()) + " distinct " + size +
@@ -152,8 +160,13 @@ static int generate_mazes(const std::string& size, long count, double loops, int
     } catch (const std::exception& e) {
       throw CliError(out + ": cannot write the file: " + e.what());
     }
-    std::fprintf(stderr, "wrote %ld %s mazes (loops %.2f, min distance %d, unique shortest paths, seed %llu) to %s\n", count,
-                 size.c_str(), loops, g.min_distance, static_cast<unsigned long long>(seed), out.c_str());
+    if (hard)
+      std::fprintf(stderr, "wrote %ld %s mazes (Maze-Hard procedure, min distance %d, unique shortest paths, seed %llu) to %s\n",
+                   count, size.c_str(), min_dist > 0 ? min_dist : mz::hard_min_distance(rows, cols),
+                   static_cast<unsigned long long>(seed), out.c_str());
+    else
+      std::fprintf(stderr, "wrote %ld %s mazes (loops %.2f, min distance %d, unique shortest paths, seed %llu) to %s\n", count,
+                   size.c_str(), loops, g.min_distance, static_cast<unsigned long long>(seed), out.c_str());
   }
   return 0;
 }
@@ -223,6 +236,7 @@ struct TaskCommands {
   int gen_blanks = 20;
   double gen_loops = 0.1;
   int gen_min_dist = 0;
+  bool gen_hard = false;
   std::uint64_t gen_seed = 0;
   std::string build_in, build_out;
   bool build_aug = false;
@@ -257,6 +271,9 @@ static void add_task_commands(CLI::App& app, TaskCommands& t) {
     t.gen->add_option("--size", t.gen_size, "ROWSxCOLS, any sides 5..30")->capture_default_str();
     t.gen->add_option("--loops", t.gen_loops, "Fraction of inner walls opened as loops")->capture_default_str();
     t.gen->add_option("--min-dist", t.gen_min_dist, "Minimum BFS distance S..G (0: the size's default)")->capture_default_str();
+    t.gen->add_flag("--hard", t.gen_hard,
+                    "Maze-Hard's procedure (random walls, shortest path >= 111 moves at 30x30, scaled at other sizes; "
+                    "--loops does not apply)");
   } else {
     t.gen = t.self->add_subcommand("generate", "Generate unique-solution puzzles as PUZZLE,SOLUTION lines ('.' = blank)");
     t.gen_size = "2x3";
@@ -414,7 +431,7 @@ static int run_task(TaskCommands& t) {
     return 0;
   }
   if (*t.gen) {
-    if (maze) return generate_mazes(t.gen_size, t.gen_count, t.gen_loops, t.gen_min_dist, t.gen_seed, t.gen_out);
+    if (maze) return generate_mazes(t.gen_size, t.gen_count, t.gen_loops, t.gen_min_dist, t.gen_hard, t.gen_seed, t.gen_out);
     return by_box(t.gen_size,
                   [&]<int R, int C>() { return generate<sd::SudokuShape<R, C>>(t.gen_count, t.gen_blanks, t.gen_seed, t.gen_out); });
   }

@@ -97,17 +97,48 @@ d=$?
 echo STATUS $a $b $c $d"
              sh ${_trm} "${TRM_CLI_CKPT}" "${TRM_CLI_DATA}/several.csv")
 
+# ---- maze: the same driver over MazeTask ----------------------------------------------------------------
+set(TRM_CLI_MAZE_RUN "${TRM_CLI_WORK}/maze_run")
+set(TRM_CLI_MAZE_CKPT "${TRM_CLI_MAZE_RUN}/model.safetensors")
+trm_cli_test(trm_cli_maze_generate "wrote 12 9x9 mazes \\(loops 0.10, min distance 6, unique shortest paths"
+             ${_trm} maze generate --size 9x9 --count 12 --seed 3 --out "${TRM_CLI_WORK}/maze9.csv")
+trm_cli_test(trm_cli_maze_generate_hard "^source,question,answer,rating\ntrm-generate-hard,[# SGo]+,[# SGo]+,[0-9]+\ntrm-generate-hard,[# SGo]+,[# SGo]+,[0-9]+\ntrm-generate-hard,[# SGo]+,[# SGo]+,[0-9]+\n$"
+             ${_trm} maze generate --size 7x7 --hard --count 3 --seed 1)
+# The reference dataset from a CSV directory (train.csv, test.csv), with the builder's --aug.
+trm_cli_test(trm_cli_maze_build "maze_data/train: 64 examples, 8 groups, seq_len 81, vocab 6.*maze_data/test: 4 examples"
+             sh -c "mkdir -p \"$2/maze_csv\" && \"$1\" maze generate --size 9x9 --count 8 --seed 4 --out \"$2/maze_csv/train.csv\" &&
+\"$1\" maze generate --size 9x9 --count 4 --seed 5 --out \"$2/maze_csv/test.csv\" &&
+\"$1\" maze build --size 9x9 --input \"$2/maze_csv\" --out \"$2/maze_data\" --aug" sh ${_trm} "${TRM_CLI_WORK}")
+trm_cli_test(trm_cli_maze_train "held-out exact accuracy: [0-9.]+% after 2 steps.*8 mazes.*held-out valid answers: .*valid and shortest paths"
+             ${_trm} maze train --size 9x9 --nsup 2 --steps 4 --batch 8 --eval-every 2 --eval-size 8 --threads 1 --quiet
+             --no-plot --out "${TRM_CLI_MAZE_RUN}" --holdout "${TRM_CLI_WORK}/maze9.csv")
+trm_cli_test(trm_cli_maze_train_data "data: .*maze_data \\(train: 64 examples, 1 puzzle ids; evaluation: 4 of 4 test examples\\).*trained 3 steps"
+             ${_trm} maze train --size 9x9 --nsup 2 --steps 3 --batch 8 --threads 1 --quiet --no-plot
+             --data "${TRM_CLI_WORK}/maze_data" --out "${TRM_CLI_WORK}/maze_run_data")
+trm_cli_test(trm_cli_maze_solve "maze 1 \\(.*maze9.csv:2\\): .*supervision step.*solved [0-9]+ of 12 mazes with a valid shortest path"
+             ${_trm} maze solve --checkpoint "${TRM_CLI_MAZE_CKPT}" --input "${TRM_CLI_WORK}/maze9.csv" --threads 1)
+trm_cli_test(trm_cli_maze_eval "all 2 steps.*early exit.*exact accuracy: [0-9.]+%; valid and shortest: [0-9.]+% \\(12 mazes\\)"
+             ${_trm} maze eval --checkpoint "${TRM_CLI_MAZE_CKPT}" --input "${TRM_CLI_WORK}/maze9.csv" --threads 1)
+trm_cli_test(trm_cli_maze_eval_data "mazes: 4 from .*maze_data/test.*\\(4 mazes\\)"
+             ${_trm} maze eval --checkpoint "${TRM_CLI_MAZE_CKPT}" --data "${TRM_CLI_WORK}/maze_data" --threads 1)
+trm_cli_test(trm_cli_maze_wrong_task "trm: error: .*a checkpoint of a maze model .*expected a sudoku model; use `trm maze ...`"
+             ${_trm} sudoku solve --checkpoint "${TRM_CLI_MAZE_CKPT}" --input "${TRM_CLI_DATA}/good4.csv")
+trm_cli_test(trm_cli_maze_unsupported_size "trm: error: unsupported model configuration: --size 11x11 \\(supported: 9x9, 30x30\\)"
+             ${_trm} maze train --size 11x11 --steps 1 --out "${TRM_CLI_WORK}/never")
+trm_cli_test(trm_cli_maze_bad_size "trm: error: --size 4x9: expected sides in 5..30"
+             ${_trm} maze generate --size 4x9 --count 1)
+
 get_property(_trm_cli_tests DIRECTORY PROPERTY TESTS)
 foreach(t IN LISTS _trm_cli_tests)
   if(NOT t MATCHES "^trm_cli_setup")
     set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED trm_cli_dir)
   endif()
 endforeach()
-# The tiny run is the fixture of everything that reads its checkpoint.
+# The tiny runs are the fixtures of everything that reads their checkpoints.
 set_tests_properties(trm_cli_generate PROPERTIES FIXTURES_SETUP trm_cli_puzzles)
 set_tests_properties(trm_cli_train PROPERTIES FIXTURES_SETUP trm_cli_model FIXTURES_REQUIRED "trm_cli_dir;trm_cli_puzzles")
 foreach(t IN LISTS _trm_cli_tests)
-  if(NOT t MATCHES "^trm_cli_(setup|help|generate|train$|unsupported|no_budget)")
+  if(NOT t MATCHES "^trm_cli_(setup|help|generate|train$|unsupported|no_budget|maze)")
     set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED "trm_cli_dir;trm_cli_puzzles;trm_cli_model")
   endif()
 endforeach()
@@ -115,3 +146,11 @@ set_tests_properties(trm_cli_train_resume PROPERTIES FIXTURES_SETUP trm_cli_resu
 foreach(t trm_cli_resume_other_config trm_cli_run_exists trm_cli_plot)
   set_tests_properties(${t} PROPERTIES DEPENDS trm_cli_train_resume)
 endforeach()
+set_tests_properties(trm_cli_maze_generate PROPERTIES FIXTURES_SETUP trm_cli_mazes)
+set_tests_properties(trm_cli_maze_build PROPERTIES FIXTURES_SETUP trm_cli_maze_data)
+set_tests_properties(trm_cli_maze_train PROPERTIES FIXTURES_SETUP trm_cli_maze_model FIXTURES_REQUIRED "trm_cli_dir;trm_cli_mazes")
+set_tests_properties(trm_cli_maze_train_data PROPERTIES FIXTURES_REQUIRED "trm_cli_dir;trm_cli_maze_data")
+foreach(t trm_cli_maze_solve trm_cli_maze_eval trm_cli_maze_wrong_task)
+  set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED "trm_cli_dir;trm_cli_mazes;trm_cli_maze_model")
+endforeach()
+set_tests_properties(trm_cli_maze_eval_data PROPERTIES FIXTURES_REQUIRED "trm_cli_dir;trm_cli_maze_data;trm_cli_maze_model")

@@ -64,14 +64,14 @@ struct FitOptions {
   long log_every = 10;         // metrics.csv: one train row per this many steps
   double lr_min_ratio = 1.0;   // < 1: cosine decay after warmup_steps to lr x this at the end of the budget
   long warmup_steps = 0;       // where the cosine starts (the trainer's LrSchedule does the warmup itself)
-  std::filesystem::path out_dir;  // checkpoints, metrics.csv, curve.png; empty: nothing is written
+  std::filesystem::path out_dir{};  // checkpoints, metrics.csv, curve.png; empty: nothing is written
   bool resume = false;         // continue the run saved in out_dir
   bool progress = true;        // the progress bar on stderr
   bool plot = true;            // curve.png (needs gnuplot)
   bool stop_on_signal = true;  // SIGINT / SIGTERM end the run cleanly (see above)
   const std::atomic<bool>* stop = nullptr;  // the caller's stop flag, read before every step
-  std::string title;           // of the plot
-  std::map<std::string, std::string> metadata;  // stored in both checkpoints
+  std::string title{};         // of the plot
+  std::map<std::string, std::string> metadata{};  // stored in both checkpoints
 };
 
 struct FitResult {

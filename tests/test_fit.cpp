@@ -1,0 +1,284 @@
+// trm::fit (the library's training driver), its data sources and trm::Evaluator: budgets, files,
+// resume giving the same trajectory as an uninterrupted run, a caller's stop, the sampler's saved
+// position, and the one-run evaluation against two separate Solver runs.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <fstream>
+#include <string>
+
+#include <trm/data/maze/task.hpp>
+#include <trm/data/sources.hpp>
+#include <trm/data/sudoku/task.hpp>
+#include <trm/train/fit.hpp>
+#include <trm/trm.hpp>
+
+#include "support/check_throws.hpp"
+#include "support/temp_dir.hpp"
+
+namespace {
+
+using Shape = trm::data::sudoku::SudokuShape<2, 2>;
+using Task4 = trm::data::sudoku::SudokuTask<Shape>;
+
+struct Tiny {
+  static constexpr int rows = 4, cols = 4, vocab = Shape::vocab_size, hidden = 32, layers = 2;
+  static constexpr trm::ConfigOptions options{.puzzle_emb_len = 1};
+  using mixer = trm::TokenMlpMixer;
+  using schedule = trm::TrmRecursion<>;
+  using halting = trm::BceHalting<>;
+};
+using M = trm::Model<Tiny>;
+
+M make_model() { return M({.schedule = trm::TrmRecursion<>(1, 2), .halting = trm::BceHalting<>(2), .puzzle_ids = 1, .seed = 7}); }
+
+trm::TrainOptions train_options() {
+  trm::TrainOptions o;
+  o.schedule = {.warmup_steps = 2, .total_steps = 100, .min_ratio = 1.0};
+  o.ema_rate = 0.9;
+  o.seed = 3;
+  return o;
+}
+
+std::vector<trm::data::TaskExample<Task4>> eval_set(const Task4& task, int n) {
+  trm::Rng rng(99);
+  std::vector<trm::data::TaskExample<Task4>> out;
+  for (int i = 0; i < n; ++i) out.push_back(task.generate(rng));
+  return out;
+}
+
+trm::EvalReport evaluate(const M& m, const Task4& task, const std::vector<trm::data::TaskExample<Task4>>& set) {
+  trm::Evaluator<M> ev(m);
+  const trm::Batch b = trm::data::make_batch(task, set);
+  ev.add(b, b.size(), [&](trm::index_t r, std::span<const std::int32_t> pred) {
+    trm::data::TaskTokens<Task4> t{};
+    for (std::size_t k = 0; k < t.size(); ++k) t[k] = std::uint8_t(pred[k]);
+    try {
+      return task.is_valid_answer(set[std::size_t(r)].question, task.decode(std::span<const std::uint8_t>(t)));
+    } catch (const trm::ValueError&) {
+      return false;
+    }
+  });
+  return ev.report();
+}
+
+std::vector<float> weights_of(const M& m) {
+  std::vector<float> w;
+  trm::for_each_state_tensor(const_cast<M&>(m), [&](const std::string&, auto& p) {
+    const auto s = p.value.span();
+    w.insert(w.end(), s.begin(), s.end());
+  });
+  return w;
+}
+
+int count_lines(const std::filesystem::path& p, const std::string& prefix) {
+  std::ifstream in(p);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) n += line.rfind(prefix, 0) == 0;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("fit: a step budget, periodic evaluation, checkpoints and metrics") {
+  trm::test::TempDir dir("trm_fit");
+  const Task4 task(6);
+  const auto set = eval_set(task, 8);
+  M model = make_model();
+  trm::Trainer<M, trm::AdamW> trainer(model, trm::AdamW{.lr = 1e-3}, train_options());
+  trm::data::GeneratedSource<Task4> source(task, 8, 1);
+  int evaluations = 0;
+  trm::FitOptions o{.max_steps = 6, .eval_every = 3, .log_every = 2, .out_dir = dir.path(), .progress = false, .plot = false};
+  const trm::FitResult r = trm::fit(trainer, source, [&](const M& w) { ++evaluations; return evaluate(w, task, set); }, o);
+  CHECK(r.step == 6);
+  CHECK(r.steps_this_run == 6);
+  CHECK(evaluations == 2);  // steps 3 and 6 (the end coincides with the last periodic one)
+  CHECK_FALSE(r.interrupted);
+  CHECK(r.weights == "ema");
+  CHECK(r.final_eval.count == 8);
+  CHECK(r.final_eval.has_valid());
+  CHECK(std::filesystem::exists(r.model_path));
+  CHECK(std::filesystem::exists(r.state_path));
+  CHECK(count_lines(r.metrics_path, "train,") == 3);
+  CHECK(count_lines(r.metrics_path, "eval,") == 2);
+  CHECK(count_lines(r.metrics_path, trm::fit_metrics_header) == 1);
+  const auto st = trm::read_fit_state(r.model_path);
+  REQUIRE(st);
+  CHECK(st->at("step").get<long>() == 6);
+  CHECK(st->at("weights").get<std::string>() == "ema");
+  // The saved model is the evaluated (EMA) one.
+  M loaded(trm::ModelArgs<Tiny>{.schedule = trm::TrmRecursion<>(1, 2), .halting = trm::BceHalting<>(2),
+                                .puzzle_ids = trm::checkpoint_puzzle_ids(r.model_path)});
+  trm::load_model(loaded, r.model_path);
+  CHECK(weights_of(loaded) == weights_of(trainer.ema_model()));
+}
+
+TEST_CASE("fit: stopped and resumed, the run continues the same trajectory bit for bit") {
+  const Task4 task(6);
+  const auto set = eval_set(task, 4);
+  auto eval = [&](const M& w) { return evaluate(w, task, set); };
+  std::vector<float> straight, straight_ema;
+  {
+    trm::test::TempDir dir("trm_fit_a");
+    M model = make_model();
+    trm::Trainer<M, trm::AdamW> trainer(model, trm::AdamW{.lr = 1e-3}, train_options());
+    trm::data::GeneratedSource<Task4> source(task, 8, 1);
+    trm::fit(trainer, source, eval, {.max_steps = 8, .out_dir = dir.path(), .progress = false, .plot = false});
+    straight = weights_of(model);
+    straight_ema = weights_of(trainer.ema_model());
+  }
+  trm::test::TempDir dir("trm_fit_b");
+  {
+    M model = make_model();
+    trm::Trainer<M, trm::AdamW> trainer(model, trm::AdamW{.lr = 1e-3}, train_options());
+    trm::data::GeneratedSource<Task4> source(task, 8, 1);
+    const auto r = trm::fit(trainer, source, eval, {.max_steps = 5, .out_dir = dir.path(), .progress = false, .plot = false});
+    CHECK(r.step == 5);
+  }
+  // A fresh process: new model, trainer and source, all restored from the directory.
+  M model = make_model();
+  trm::Trainer<M, trm::AdamW> trainer(model, trm::AdamW{.lr = 1e-3}, train_options());
+  trm::data::GeneratedSource<Task4> source(task, 8, 12345);  // another seed: its position comes from the state
+  const auto r = trm::fit(trainer, source, eval,
+                          {.max_steps = 8, .out_dir = dir.path(), .resume = true, .progress = false, .plot = false});
+  CHECK(r.step == 8);
+  CHECK(r.steps_this_run == 3);
+  CHECK(weights_of(model) == straight);
+  CHECK(weights_of(trainer.ema_model()) == straight_ema);
+  CHECK(count_lines(r.metrics_path, "eval,") == 2);  // step 5 (first run) and step 8
+}
+
+TEST_CASE("fit: a caller's stop flag ends the run cleanly, with the weights evaluated and saved") {
+  trm::test::TempDir dir("trm_fit_stop");
+  const Task4 task(6);
+  const auto set = eval_set(task, 4);
+  M model = make_model();
+  trm::Trainer<M, trm::AdamW> trainer(model, trm::AdamW{.lr = 1e-3}, train_options());
+  trm::data::GeneratedSource<Task4> source(task, 8, 1);
+  std::atomic<bool> stop{false};
+  int evals = 0;
+  auto eval = [&](const M& w) {
+    ++evals;
+    return evaluate(w, task, set);
+  };
+  // The source raises the flag after 2 batches, as a signal would.
+  struct StoppingSource {
+    trm::data::GeneratedSource<Task4>& inner;
+    std::atomic<bool>& stop;
+    int calls = 0;
+    const trm::Batch& next() {
+      if (++calls == 2) stop = true;
+      return inner.next();
+    }
+    std::string state() const { return inner.state(); }
+    void restore(const std::string& s) { inner.restore(s); }
+  } stopping{source, stop};
+  static_assert(trm::TrainingSource<StoppingSource>);
+  const auto r = trm::fit(trainer, stopping, eval,
+                          {.max_steps = 100, .out_dir = dir.path(), .progress = false, .plot = false, .stop = &stop});
+  CHECK(r.interrupted);
+  CHECK(r.step == 2);
+  CHECK(evals == 1);
+  CHECK(std::filesystem::exists(r.model_path));
+}
+
+TEST_CASE("fit: bad options are refused before anything is written") {
+  trm::test::TempDir dir("trm_fit_bad");
+  const Task4 task(6);
+  M model = make_model();
+  trm::Trainer<M, trm::AdamW> trainer(model, trm::AdamW{.lr = 1e-3}, train_options());
+  trm::data::GeneratedSource<Task4> source(task, 8, 1);
+  auto eval = [&](const M&) { return trm::EvalReport{}; };
+  CHECK_THROWS_CONTAINING(trm::fit(trainer, source, eval, {.progress = false}), trm::ValueError, "give a training budget");
+  CHECK_THROWS_CONTAINING(trm::fit(trainer, source, eval, {.max_steps = 1, .lr_min_ratio = 2, .progress = false}),
+                          trm::ValueError, "lr_min_ratio", "[0, 1]", "found 2");
+  CHECK_THROWS_CONTAINING(
+      trm::fit(trainer, source, eval, {.max_steps = 1, .out_dir = dir / "nothing_here", .resume = true, .progress = false}),
+      trm::ValueError, "no training state to resume");
+  CHECK(trainer.step_count() == 0);
+}
+
+TEST_CASE("TrainSampler: restore(state()) continues the same batches") {
+  const trm::data::maze::MazeTask<5> task;
+  trm::Rng rng(5);
+  std::vector<trm::data::maze::MazeExample> mazes;
+  for (int i = 0; i < 40; ++i) {
+    const auto e = task.generate(rng);
+    mazes.push_back({"t", e.question, e.answer, "0"});
+  }
+  const auto d = trm::data::maze::build_split(mazes, true, {.aug = true});
+  trm::data::TrainSampler a(d, {.global_batch_size = 24, .seed = 11});
+  for (int i = 0; i < 17; ++i) a.next();  // several passes (320 examples / 24 per batch)
+  const std::string saved = a.state();
+  trm::data::TrainSampler b(d, {.global_batch_size = 24, .seed = 11});
+  b.restore(saved);
+  for (int i = 0; i < 20; ++i) {
+    const auto x = a.next(), y = b.next();
+    CHECK(x.examples == y.examples);
+    CHECK(x.iteration == y.iteration);
+  }
+  trm::data::TrainSampler other(d, {.global_batch_size = 16, .seed = 11});
+  CHECK_THROWS_CONTAINING(other.restore(saved), trm::ValueError, "batch 24", "this one has batch 16");
+  CHECK_THROWS_CONTAINING(other.restore("{"), trm::ValueError, "does not parse");
+  CHECK_THROWS_CONTAINING(other.restore("{\"iteration\": 1}"), trm::ValueError, "malformed state");
+}
+
+TEST_CASE("Evaluator: one run scores both readings as two Solver runs would") {
+  const Task4 task(8);
+  const auto set = eval_set(task, 12);
+  M model = make_model();
+  {  // a few steps so the halting head is not at its initial value
+    trm::Trainer<M, trm::AdamW> trainer(model, trm::AdamW{.lr = 3e-3}, train_options());
+    trm::data::GeneratedSource<Task4> source(task, 8, 2);
+    for (int i = 0; i < 10; ++i) trainer.step(source.next());
+  }
+  const trm::Batch b = trm::data::make_batch(task, set);
+  trm::Solver<M> solver(model);
+  const auto full = solver.solve(b, trm::EarlyExit::off);
+  const auto early = solver.solve(b, trm::EarlyExit::on);
+  const auto both = solver.solve_both(b);
+  CHECK(both.all_steps.predictions.span().size() == full.predictions.span().size());
+  CHECK(std::equal(full.predictions.span().begin(), full.predictions.span().end(), both.all_steps.predictions.span().begin()));
+  CHECK(std::equal(early.predictions.span().begin(), early.predictions.span().end(), both.early_exit.predictions.span().begin()));
+  CHECK(early.steps_used == both.early_exit.steps_used);
+  // The report: exact over every label, cells over the positions the answer changes (the blanks).
+  long exact = 0, cells = 0, right = 0;
+  for (trm::index_t r = 0; r < b.size(); ++r) {
+    bool all = true;
+    for (trm::index_t t = 0; t < b.inputs.extent(1); ++t) {
+      const bool ok = full.predictions(r, t) == b.labels(r, t);
+      all = all && ok;
+      if (b.inputs(r, t) != b.labels(r, t)) ++cells, right += ok;
+    }
+    exact += all;
+  }
+  const auto rep = evaluate(model, task, set);
+  CHECK(rep.count == 12);
+  CHECK(rep.exact == doctest::Approx(double(exact) / 12));
+  CHECK(rep.cells == doctest::Approx(double(right) / double(cells)));
+  CHECK(cells == 12 * 8);  // 8 blanks per puzzle
+  CHECK(rep.valid >= rep.exact);  // an exact answer is a valid one
+  CHECK_THROWS_CONTAINING(trm::Evaluator<M>(model).add(b, b.size() + 1), trm::ValueError, "real rows");
+}
+
+TEST_CASE("MazeTask: a Task with generator, solver, augmentations and inverses") {
+  using T = trm::data::maze::MazeTask<7>;
+  static_assert(trm::data::GeneratingTask<T> && trm::data::SolvingTask<T> && trm::data::AugmentingTask<T>);
+  const T task;
+  trm::Rng rng(1);
+  for (int i = 0; i < 10; ++i) {
+    const auto e = task.generate(rng);
+    CHECK(trm::data::maze::solve(e.question).unique());
+    CHECK(task.is_valid_answer(e.question, e.answer));
+    CHECK(task.solve(e.question) == std::optional(e.answer));
+    for (int k = 0; k < 8; ++k) {
+      const auto q = task.augment(e.question, k), a = task.augment(e.answer, k);
+      CHECK(task.is_valid_answer(q, a));
+      CHECK(task.invert(task.encode(a), k) == task.encode(e.answer));
+    }
+  }
+  CHECK_THROWS_CONTAINING(task.encode(trm::data::maze::Maze(9, 9)), trm::ShapeError, "expected a 7x7 maze, found 9x9");
+  using Wide = trm::data::maze::MazeTask<5, 7>;
+  CHECK_THROWS_CONTAINING(Wide().augment(trm::data::maze::Maze(5, 7), 1), trm::ValueError, "swaps the sides");
+}
