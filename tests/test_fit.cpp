@@ -3,6 +3,7 @@
 // position, and the one-run evaluation against two separate Solver runs.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <string>
@@ -103,6 +104,37 @@ TEST_CASE("fit: a step budget, periodic evaluation, checkpoints and metrics") {
   CHECK(count_lines(r.metrics_path, "train,") == 3);
   CHECK(count_lines(r.metrics_path, "eval,") == 2);
   CHECK(count_lines(r.metrics_path, trm::fit_metrics_header) == 1);
+  // Every row has the header's columns, and the eval row's values sit under their names.
+  {
+    auto split = [](const std::string& line) {
+      std::vector<std::string> f;
+      std::size_t a = 0;
+      for (std::size_t b; (b = line.find(',', a)) != std::string::npos; a = b + 1) f.push_back(line.substr(a, b - a));
+      f.push_back(line.substr(a));
+      return f;
+    };
+    std::ifstream in(r.metrics_path);
+    std::string line;
+    std::getline(in, line);
+    const auto header = split(line);
+    std::vector<std::string> last_eval;
+    while (std::getline(in, line)) {
+      CHECK(split(line).size() == header.size());
+      if (line.rfind("eval,", 0) == 0) last_eval = split(line);
+    }
+    REQUIRE(last_eval.size() == header.size());
+    auto column = [&](const std::string& name) {
+      const auto it = std::find(header.begin(), header.end(), name);
+      REQUIRE(it != header.end());
+      return last_eval[std::size_t(it - header.begin())];
+    };
+    CHECK(std::stod(column("eval_exact")) == doctest::Approx(r.final_eval.exact).epsilon(1e-4));
+    CHECK(std::stod(column("eval_cells")) == doctest::Approx(r.final_eval.cells).epsilon(1e-4));
+    CHECK(std::stod(column("eval_valid")) == doctest::Approx(r.final_eval.valid).epsilon(1e-4));
+    CHECK(std::stoll(column("eval_count")) == 8);
+    CHECK(column("eval_weights") == "ema");
+    CHECK(std::stol(column("step")) == 6);
+  }
   const auto st = trm::read_fit_state(r.model_path);
   REQUIRE(st);
   CHECK(st->at("step").get<long>() == 6);
@@ -197,6 +229,21 @@ TEST_CASE("fit: bad options are refused before anything is written") {
       trm::fit(trainer, source, eval, {.max_steps = 1, .out_dir = dir / "nothing_here", .resume = true, .progress = false}),
       trm::ValueError, "no training state to resume");
   CHECK(trainer.step_count() == 0);
+}
+
+TEST_CASE("fit: a diverged run stops with an error and saves nothing") {
+  trm::test::TempDir dir("trm_fit_nan");
+  const Task4 task(6);
+  M model = make_model();
+  // beta1 = 1: the bias correction divides by 1 - beta1^t = 0, the weights become NaN.
+  trm::Trainer<M, trm::AdamW> trainer(model, trm::AdamW{.lr = 1e-3, .beta1 = 1.0}, train_options());
+  trm::data::GeneratedSource<Task4> source(task, 8, 1);
+  auto eval = [&](const M&) { return trm::EvalReport{}; };
+  CHECK_THROWS_CONTAINING(
+      trm::fit(trainer, source, eval, {.max_steps = 5, .out_dir = dir.path(), .progress = false, .plot = false}),
+      trm::ValueError, "loss is not finite", "the run diverged");
+  CHECK_FALSE(std::filesystem::exists(dir / "model.safetensors"));
+  CHECK_FALSE(std::filesystem::exists(dir / "train_state.safetensors"));
 }
 
 TEST_CASE("TrainSampler: restore(state()) continues the same batches") {

@@ -72,9 +72,10 @@ struct ModelSpec {
   // The flag that chooses the size, in messages.
   const char* size_flag() const { return is_maze() ? "--size" : "--box"; }
   // Grid side: sudoku box rows x box cols; maze rows.
+  // Grid side of a supported size, 0 for any other (validate() names it).
   int side() const {
-    if (is_maze()) return std::stoi(size.substr(0, size.find('x')));
-    return (size[0] - '0') * (size[2] - '0');
+    if (is_maze()) return size == "9x9" ? 9 : size == "30x30" ? 30 : 0;
+    return size == "2x2" ? 4 : size == "2x3" ? 6 : size == "3x3" ? 9 : 0;
   }
   template <class A>
   static bool listed(const A& values, const std::string& v) {
@@ -125,22 +126,42 @@ struct ModelSpec {
     return json{{"task", task}, {"size", size},     {"mixer", mixer}, {"hidden", hidden}, {"layers", layers},
                 {"prefix", prefix}, {"n", n},       {"T", T},         {"N_sup", nsup}};
   }
+  // Every field is checked in its own type and range (a checkpoint's metadata is untrusted input:
+  // 1e30, 2.9, true or 2^32 + 64 are not a hidden size).
   static ModelSpec from_json(const json& j, const std::string& source) {
+    auto fail = [&](const std::string& why) -> void {
+      throw CliError(source + ": the model configuration in the metadata is malformed: " + why);
+    };
+    if (!j.is_object()) fail("expected a JSON object, found " + std::string(j.type_name()));
+    auto text = [&](const char* key) {
+      if (!j.contains(key) || !j.at(key).is_string()) fail(std::string("'") + key + "': expected a string");
+      return j.at(key).get<std::string>();
+    };
+    auto integer = [&](const char* key, long lo, long hi) {
+      if (!j.contains(key) || !j.at(key).is_number_integer())
+        fail(std::string("'") + key + "': expected an integer in " + std::to_string(lo) + ".." + std::to_string(hi));
+      const auto& v = j.at(key);
+      const bool in_range = v.is_number_unsigned() ? v.get<std::uint64_t>() <= std::uint64_t(hi)
+                                                   : (v.get<std::int64_t>() >= lo && v.get<std::int64_t>() <= hi);
+      if (!in_range)
+        fail(std::string("'") + key + "': expected an integer in " + std::to_string(lo) + ".." + std::to_string(hi) +
+             ", found " + v.dump());
+      return int(v.get<std::int64_t>());
+    };
     ModelSpec s;
+    s.task = text("task");
+    s.size = text("size");
+    s.mixer = text("mixer");
+    s.hidden = integer("hidden", 1, 1 << 20);
+    s.layers = integer("layers", 1, 1024);
+    s.prefix = integer("prefix", 0, 1024);
+    s.n = integer("n", 1, 1024);
+    s.T = integer("T", 1, 1024);
+    s.nsup = integer("N_sup", 1, 1024);
     try {
-      s.task = j.at("task").get<std::string>();
-      s.size = j.at("size").get<std::string>();
-      s.mixer = j.at("mixer").get<std::string>();
-      s.hidden = j.at("hidden").get<int>();
-      s.layers = j.at("layers").get<int>();
-      s.prefix = j.at("prefix").get<int>();
-      s.n = j.at("n").get<int>();
-      s.T = j.at("T").get<int>();
-      s.nsup = j.at("N_sup").get<int>();
       s.validate();
-    } catch (const std::exception& e) {
-      throw CliError(source + ": the model configuration in the metadata is incomplete, malformed or unsupported (" +
-                     e.what() + ")");
+    } catch (const CliError& e) {
+      fail(std::string("a configuration this program is not built for (") + e.what() + ")");
     }
     return s;
   }

@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <trm/backend/cpu.hpp>
 #include <trm/core/error.hpp>
 #include <trm/core/rng.hpp>
@@ -224,6 +225,37 @@ struct ExpectFlags {
   std::string size, mixer;
   int hidden = 0, layers = 0, prefix = 0, n = 0, T = 0, nsup = 0;
 };
+
+// Every training flag in its range (also the ones a resumed run takes from its saved state).
+static void check_train_flags(const TrainArgs& ta) {
+  auto bad = [](const std::string& flag, const std::string& expected, double found) {
+    std::ostringstream os;
+    os << flag << ": expected " << expected << ", found " << found;
+    throw CliError(os.str());
+  };
+  if (ta.steps < 0) bad("--steps", ">= 0", double(ta.steps));
+  if (!(ta.minutes >= 0 && ta.minutes <= 1e7)) bad("--minutes", "0..1e7", ta.minutes);
+  if (ta.steps <= 0 && ta.minutes <= 0) throw CliError("give a training budget: --steps N and/or --minutes M");
+  if (ta.batch < 1 || ta.batch > 65536) bad("--batch", "1..65536", ta.batch);
+  if (!(ta.lr > 0 && ta.lr <= 1)) bad("--lr", "a value in (0, 1]", ta.lr);
+  if (!(ta.lr_min_ratio >= 0 && ta.lr_min_ratio <= 1)) bad("--lr-min-ratio", "a value in [0, 1]", ta.lr_min_ratio);
+  if (ta.warmup < 0) bad("--warmup", ">= 0", double(ta.warmup));
+  if (!(ta.weight_decay >= 0 && ta.weight_decay <= 10)) bad("--weight-decay", "a value in [0, 10]", ta.weight_decay);
+  // beta = 1 never forgets the first moment and divides by 1 - beta^t = 0: a NaN model.
+  if (!(ta.beta1 >= 0 && ta.beta1 < 1)) bad("--beta1", "a value in [0, 1)", ta.beta1);
+  if (!(ta.beta2 >= 0 && ta.beta2 < 1)) bad("--beta2", "a value in [0, 1)", ta.beta2);
+  if (ta.log_every < 1) bad("--log-every", ">= 1", double(ta.log_every));
+  if (ta.eval_every < 0) bad("--eval-every", ">= 0 (0: only at the end)", double(ta.eval_every));
+  if (ta.eval_size < 1 || ta.eval_size > 10'000'000) bad("--eval-size", "1..10000000", ta.eval_size);
+  if (ta.threads < 0 || ta.threads > 1024) bad("--threads", "0..1024 (0: all cores, at most 2)", ta.threads);
+  if (!(ta.halt_explore >= 0 && ta.halt_explore <= 1)) bad("--halt-explore", "a probability in [0, 1]", ta.halt_explore);
+  if (ta.optimizer != "adamw" && ta.optimizer != "adam-atan2")
+    throw CliError("--optimizer " + ta.optimizer + " is not supported (supported: adamw, adam-atan2)");
+  if (ta.loss != "stablemax" && ta.loss != "softmax")
+    throw CliError("--loss " + ta.loss + " is not supported (supported: stablemax, softmax)");
+  if (!(ta.ema >= 0 && ta.ema < 1)) bad("--ema", "a value in [0, 1)", ta.ema);
+  if (!(ta.loops >= 0 && ta.loops <= 1)) bad("--loops", "a value in [0, 1]", ta.loops);
+}
 
 // One task's subcommands and the values their flags write into (stable addresses: CLI11 keeps
 // pointers to them).
@@ -464,17 +496,6 @@ static int run_task(TaskCommands& t) {
     for (const char* m : {size_key, "mixer", "hidden", "layers", "prefix", "n", "T", "nsup"})
       if (given.count(m)) ta.model_flags_given = true;
     if (ta.steps <= 0 && ta.minutes <= 0) throw CliError("give a training budget: --steps N and/or --minutes M");
-    if (ta.batch < 1) throw CliError("--batch must be >= 1, found " + std::to_string(ta.batch));
-    if (!(ta.lr > 0)) throw CliError("--lr must be > 0");
-    if (!(ta.lr_min_ratio >= 0 && ta.lr_min_ratio <= 1)) throw CliError("--lr-min-ratio must be in [0, 1]");
-    if (ta.log_every < 1) throw CliError("--log-every must be >= 1");
-    if (ta.eval_size < 1) throw CliError("--eval-size must be >= 1");
-    if (ta.optimizer != "adamw" && ta.optimizer != "adam-atan2")
-      throw CliError("--optimizer " + ta.optimizer + " is not supported (supported: adamw, adam-atan2)");
-    if (ta.loss != "stablemax" && ta.loss != "softmax")
-      throw CliError("--loss " + ta.loss + " is not supported (supported: stablemax, softmax)");
-    if (!(ta.ema >= 0 && ta.ema < 1)) throw CliError("--ema must be in [0, 1)");
-    if (!(ta.loops >= 0 && ta.loops <= 1)) throw CliError("--loops must be in [0, 1]");
     std::optional<CheckpointInfo> resume;
     const fs::path state = fs::path(ta.out) / "train_state.safetensors";
     if (ta.resume) {
@@ -501,6 +522,7 @@ static int run_task(TaskCommands& t) {
         throw CliError(ta.out + " already holds a run (" + state.string() +
                        "): pass --resume to continue it, or choose another --out");
     }
+    check_train_flags(ta);
     if (!maze && (ta.blanks < 1 || ta.blanks > ta.model.side() * ta.model.side()))
       throw CliError("--blanks must be in [1, " + std::to_string(ta.model.side() * ta.model.side()) + "] for --box " +
                      ta.model.size + ", found " + std::to_string(ta.blanks));

@@ -72,6 +72,11 @@ trm_cli_test(trm_cli_run_exists "trm: error: .*already holds a run"
              ${_trm} sudoku train --box 2x2 --steps 1 --out "${TRM_CLI_RUN}")
 trm_cli_test(trm_cli_no_budget "trm: error: give a training budget"
              ${_trm} sudoku train --box 2x2 --out "${TRM_CLI_WORK}/never")
+# Flags out of range are refused before anything runs (a beta of 1 would train a NaN model).
+trm_cli_test(trm_cli_bad_beta "trm: error: --beta1: expected a value in \\[0, 1\\), found 1"
+             ${_trm} sudoku train --box 2x2 --steps 1 --beta1 1.0 --out "${TRM_CLI_WORK}/never")
+trm_cli_test(trm_cli_bad_halt_explore "trm: error: --halt-explore: expected a probability in \\[0, 1\\], found 2"
+             ${_trm} maze train --steps 1 --halt-explore 2 --out "${TRM_CLI_WORK}/never")
 # No half-written output: a failed generate leaves no file behind.
 trm_cli_test(trm_cli_generate_fails_cleanly "trm: error: sudoku generate: could not make a unique.*NO_FILE_LEFT"
              sh -c "\"$1\" sudoku generate --box 2x2 --count 3 --blanks 15 --out \"$2\" || test -e \"$2\" || echo NO_FILE_LEFT"
@@ -138,7 +143,7 @@ endforeach()
 set_tests_properties(trm_cli_generate PROPERTIES FIXTURES_SETUP trm_cli_puzzles)
 set_tests_properties(trm_cli_train PROPERTIES FIXTURES_SETUP trm_cli_model FIXTURES_REQUIRED "trm_cli_dir;trm_cli_puzzles")
 foreach(t IN LISTS _trm_cli_tests)
-  if(NOT t MATCHES "^trm_cli_(setup|help|generate|train$|unsupported|no_budget|maze)")
+  if(NOT t MATCHES "^trm_cli_(setup|help|generate|train$|unsupported|no_budget|bad_beta|bad_halt|maze)")
     set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED "trm_cli_dir;trm_cli_puzzles;trm_cli_model")
   endif()
 endforeach()

@@ -265,7 +265,7 @@ FitResult fit(Trainer<M, Opt>& trainer, Source& source, Evaluate&& evaluate, con
     last = evaluate(weights);
     last_eval_step = step;
     csv_rows.push_back("eval," + std::to_string(step) + "," + detail::csv_number(elapsed_before + elapsed(), "%.2f") +
-                       ",,,,,,,,," + detail::csv_number(last.exact) + "," + detail::csv_number(last.cells) + "," +
+                       ",,,,,,,,,," + detail::csv_number(last.exact) + "," + detail::csv_number(last.cells) + "," +
                        detail::csv_number(last.exact_early) + "," + detail::csv_number(last.cells_early) + "," +
                        detail::csv_number(last.mean_steps_early, "%.3f") + "," + std::to_string(last.count) + "," +
                        res.weights + "," + detail::csv_number(cpu_total(), "%.1f") + "," +
@@ -307,6 +307,12 @@ FitResult fit(Trainer<M, Opt>& trainer, Source& source, Evaluate&& evaluate, con
     const Batch& batch = source.next();
     const StepMetrics m = trainer.step(batch);
     ++step;
+    // A diverged run (e.g. an optimiser setting that makes the update NaN) stops here: nothing of
+    // it is evaluated or saved, the files of the last evaluation stay as they were.
+    if (!std::isfinite(m.total_loss))
+      throw ValueError("fit: the training loss is not finite (" + std::to_string(m.total_loss) + ") at step " +
+                       std::to_string(step) + ": the run diverged; nothing was saved after step " +
+                       std::to_string(std::max(last_eval_step, start_step)) + " (lower the learning rate or check the optimiser settings)");
     acc_loss += m.mean_total_loss();
     acc_lm += m.mean_lm_loss();
     acc_qh += m.batch_rows > 0 ? m.q_halt_loss / m.batch_rows : 0.0;
