@@ -267,7 +267,8 @@ TEST_CASE("TrainSampler: restore(state()) continues the same batches") {
   }
   trm::data::TrainSampler other(d, {.global_batch_size = 16, .seed = 11});
   CHECK_THROWS_CONTAINING(other.restore(saved), trm::ValueError, "batch 24", "this one has batch 16");
-  CHECK_THROWS_CONTAINING(other.restore("{"), trm::ValueError, "does not parse");
+  CHECK_THROWS_CONTAINING(other.restore("{"), trm::ValueError, "expected valid JSON");
+  CHECK_THROWS_CONTAINING(other.restore(std::string(100000, '[')), trm::ValueError, "nested at most 64 levels");
   CHECK_THROWS_CONTAINING(other.restore("{\"iteration\": 1}"), trm::ValueError, "malformed state");
 }
 

@@ -241,12 +241,12 @@ int train_task(const TrainArgs& a, const std::optional<CheckpointInfo>& resume, 
                 a.data.c_str(), static_cast<long long>(train_data->total_examples()),
                 static_cast<long long>(train_data->metadata.num_puzzle_identifiers), eval_picked.size(),
                 static_cast<long long>(test_data->total_examples()),
-                resume ? (", resuming at step " + std::to_string(resume->state.value("step", 0L))).c_str() : "");
+                resume ? (", resuming at step " + step_of(*resume)).c_str() : "");
   std::printf("  budget: %s%s%s; held out: %zu questions (%zu for periodic evaluation)%s\n",
               a.steps > 0 ? ("until step " + std::to_string(a.steps)).c_str() : "", a.steps > 0 && a.minutes > 0 ? " or " : "",
               a.minutes > 0 ? (std::to_string(a.minutes).substr(0, 5) + " minutes").c_str() : "",
               from_data ? eval_picked.size() : held_out.size(), from_data ? eval_picked.size() : eval_set.size(),
-              resume ? (", resuming at step " + std::to_string(resume->state.value("step", 0L))).c_str() : "");
+              resume ? (", resuming at step " + step_of(*resume)).c_str() : "");
 #if defined(TRM_HAVE_CBLAS)
   std::printf("  output: %s; OpenBLAS kernels: %s\n", a.out.c_str(), openblas_get_corename());
 #else

@@ -4,6 +4,7 @@
 // instantiations compile in parallel), and the run configuration stored in checkpoints.
 #include <optional>
 #include <trm/io/safetensors.hpp>
+#include <trm/io/json.hpp>
 #include <trm/train/fit.hpp>
 
 #include "cli_common.hpp"
@@ -26,11 +27,7 @@ inline json parse_meta(const std::map<std::string, std::string>& meta, const cha
                    "' entry in its metadata: not a checkpoint written by `trm <task> train`, so its model "
                    "configuration is unknown");
   }
-  try {
-    return json::parse(it->second);
-  } catch (const std::exception& e) {
-    throw CliError(source + ": metadata entry '" + key + "' is not valid JSON (" + e.what() + ")");
-  }
+  return trm::io::parse_untrusted_json<CliError>(it->second, source + ": metadata entry '" + key + "'");
 }
 
 inline CheckpointInfo read_checkpoint_info(const fs::path& path) {
@@ -50,6 +47,17 @@ inline CheckpointInfo read_checkpoint_info(const fs::path& path) {
   info.train = parse_meta(file.metadata, kMetaTrain, path.string(), false);
   info.state = parse_meta(file.metadata, trm::fit_state_key, path.string(), false);
   return info;
+}
+
+// The training step a checkpoint was saved at, for messages ("?" when it does not say).
+inline std::string step_of(const CheckpointInfo& info) {
+  if (!info.state.is_object() || !info.state.contains("step") || !info.state["step"].is_number_integer()) return "?";
+  return std::to_string(info.state["step"].get<long long>());
+}
+
+inline std::string weights_of(const CheckpointInfo& info) {
+  if (!info.state.is_object() || !info.state.contains("weights") || !info.state["weights"].is_string()) return "?";
+  return info.state["weights"].get<std::string>();
 }
 
 template <int R, int C>

@@ -74,7 +74,7 @@ int maze_solve_model(const SolveArgs& a, const CheckpointInfo& info) {
   const TaskT task;
   trm::Solver<M> solver(model);
   std::printf("model: %s (%s, step %s)\n", info.spec.describe().c_str(), a.checkpoint.c_str(),
-              info.state.contains("step") ? info.state["step"].dump().c_str() : "?");
+              step_of(info).c_str());
   int n_ok = 0, n_exact = 0;
   long total_steps = 0;
   constexpr int L = Side * Side;
@@ -157,8 +157,8 @@ int maze_eval_model(const EvalArgs& a, const CheckpointInfo& info) {
   if (count == 0) throw CliError(from + ": no mazes");
   std::printf("model: %s\ncheckpoint: %s (step %s, %s weights)\nmazes: %zu from %s%s, %d threads\n",
               info.spec.describe().c_str(), a.checkpoint.c_str(),
-              info.state.contains("step") ? info.state["step"].dump().c_str() : "?",
-              info.state.value("weights", std::string("?")).c_str(), count, from.c_str(),
+              step_of(info).c_str(),
+              weights_of(info).c_str(), count, from.c_str(),
               a.sample > 0 ? (" (seeded sample, seed " + std::to_string(a.seed) + ")").c_str() : "", trm::cpu::num_threads());
   std::fflush(stdout);
   const trm::EvalReport r =

@@ -176,7 +176,7 @@ int solve_model(const SolveArgs& a, const CheckpointInfo& info) {
   int n_solved = 0;
   long total_steps = 0;
   std::printf("model: %s (%s, step %s)\n", info.spec.describe().c_str(), a.checkpoint.c_str(),
-              info.state.contains("step") ? info.state["step"].dump().c_str() : "?");
+              step_of(info).c_str());
   for (std::size_t start = 0; start < puzzles.size(); start += std::size_t(a.batch)) {
     const std::size_t end = std::min(puzzles.size(), start + std::size_t(a.batch));
     std::vector<const sd::Example<Shape>*> rows;
@@ -257,8 +257,8 @@ int eval_model(const EvalArgs& a, const CheckpointInfo& info) {
   if (count == 0) throw CliError(from + ": no puzzles (expected one puzzle per line)");
   std::printf("model: %s\ncheckpoint: %s (step %s, %s weights)\npuzzles: %zu from %s%s, %d threads\n",
               info.spec.describe().c_str(), a.checkpoint.c_str(),
-              info.state.contains("step") ? info.state["step"].dump().c_str() : "?",
-              info.state.value("weights", std::string("?")).c_str(), count, from.c_str(),
+              step_of(info).c_str(),
+              weights_of(info).c_str(), count, from.c_str(),
               a.sample > 0 ? (" (seeded sample, seed " + std::to_string(a.seed) + ")").c_str() : "",
               trm::cpu::num_threads());
   std::fflush(stdout);

@@ -77,6 +77,18 @@ trm_cli_test(trm_cli_bad_beta "trm: error: --beta1: expected a value in \\[0, 1\
              ${_trm} sudoku train --box 2x2 --steps 1 --beta1 1.0 --out "${TRM_CLI_WORK}/never")
 trm_cli_test(trm_cli_bad_halt_explore "trm: error: --halt-explore: expected a probability in \\[0, 1\\], found 2"
              ${_trm} maze train --steps 1 --halt-explore 2 --out "${TRM_CLI_WORK}/never")
+# Crafted checkpoints (fuzz findings 1, 4, 5, 8; testdata/fuzz): a clean error, never a crash.
+trm_cli_test(trm_cli_fuzz_deep_header "trm: error: .*nested at most 64 levels deep"
+             ${_trm} sudoku solve --checkpoint "${CMAKE_SOURCE_DIR}/tests/data/fuzz/deep_shape_10k_asan_stack_overflow.safetensors"
+             --input "${TRM_CLI_DATA}/good4.csv")
+foreach(f box_empty box_1char hidden_1e30 hidden_wrap)
+  trm_cli_test(trm_cli_fuzz_meta_${f} "trm: error: .*${f}.safetensors: the model configuration in the metadata is malformed"
+               ${_trm} sudoku eval --checkpoint "${TRM_CLI_DATA}/fuzz/${f}.safetensors" --input "${TRM_CLI_DATA}/good4.csv")
+endforeach()
+foreach(f state_elapsed_str state_array)  # a valid spec, a malformed state: refused by the weights check, no crash
+  trm_cli_test(trm_cli_fuzz_meta_${f} "trm: error: .*${f}.safetensors: "
+               ${_trm} sudoku eval --checkpoint "${TRM_CLI_DATA}/fuzz/${f}.safetensors" --input "${TRM_CLI_DATA}/good4.csv")
+endforeach()
 # No half-written output: a failed generate leaves no file behind.
 trm_cli_test(trm_cli_generate_fails_cleanly "trm: error: sudoku generate: could not make a unique.*NO_FILE_LEFT"
              sh -c "\"$1\" sudoku generate --box 2x2 --count 3 --blanks 15 --out \"$2\" || test -e \"$2\" || echo NO_FILE_LEFT"
@@ -143,7 +155,7 @@ endforeach()
 set_tests_properties(trm_cli_generate PROPERTIES FIXTURES_SETUP trm_cli_puzzles)
 set_tests_properties(trm_cli_train PROPERTIES FIXTURES_SETUP trm_cli_model FIXTURES_REQUIRED "trm_cli_dir;trm_cli_puzzles")
 foreach(t IN LISTS _trm_cli_tests)
-  if(NOT t MATCHES "^trm_cli_(setup|help|generate|train$|unsupported|no_budget|bad_beta|bad_halt|maze)")
+  if(NOT t MATCHES "^trm_cli_(setup|help|generate|train$|unsupported|no_budget|bad_beta|bad_halt|maze|fuzz)")
     set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED "trm_cli_dir;trm_cli_puzzles;trm_cli_model")
   endif()
 endforeach()

@@ -46,6 +46,7 @@
 #include "trm/core/config.hpp"
 #include "trm/core/error.hpp"
 #include "trm/core/rng.hpp"
+#include "trm/io/json.hpp"
 #include "trm/io/atomic_file.hpp"
 #include "trm/io/npy.hpp"
 #include "trm/model/model.hpp"
@@ -257,18 +258,10 @@ inline nlohmann::json read_json(const std::filesystem::path& path) {
   if (f.size() > (std::uint64_t{64} << 20)) fail(path.string(), "file size", "at most 64 MiB of JSON", std::to_string(f.size()) + " bytes");
   std::string text(static_cast<std::size_t>(f.size()), '\0');
   f.read(0, text.data(), text.size());
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw PuzzleDatasetError(path.string() + ": JSON: expected valid JSON, found a parse error: " + e.what());
-  }
+  return io::parse_untrusted_json<PuzzleDatasetError>(text, path.string() + ": JSON");
 }
 
-inline std::string json_found(const nlohmann::json& v) {
-  std::string d = v.dump();
-  if (d.size() > 80) d = d.substr(0, 77) + "...";
-  return std::string(v.type_name()) + " " + d;
-}
+inline std::string json_found(const nlohmann::json& v) { return io::json_brief(v); }
 
 // dataset.json -> metadata, every field checked for presence and type.
 inline PuzzleDatasetMetadata parse_metadata(const nlohmann::json& j, const std::string& file) {
@@ -284,7 +277,7 @@ inline PuzzleDatasetMetadata parse_metadata(const nlohmann::json& j, const std::
     if (v.is_number_unsigned()) {
       const auto u = v.get<std::uint64_t>();
       if (u > std::uint64_t(std::numeric_limits<std::int64_t>::max()))
-        fail(file, std::string("field \"") + name + "\"", "an integer in " + std::to_string(lo) + ".." + std::to_string(hi), v.dump());
+        fail(file, std::string("field \"") + name + "\"", "an integer in " + std::to_string(lo) + ".." + std::to_string(hi), io::json_brief(v));
       x = std::int64_t(u);
     } else {
       x = v.get<std::int64_t>();
@@ -727,19 +720,15 @@ class TrainSampler {
     auto fail = [&](const std::string& why) {
       throw ValueError("TrainSampler::restore: " + why);
     };
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(text, nullptr, true, false);
-    } catch (const std::exception&) {
-      fail("expected the JSON text of TrainSampler::state(), found text that does not parse");
-    }
+    const nlohmann::json j = io::parse_untrusted_json<ValueError>(text, "TrainSampler::restore: the saved state");
     try {
       const auto iteration = j.at("iteration").get<std::int64_t>();
       const auto set = j.at("set").get<std::size_t>();
       const auto pos = j.at("pos").get<std::size_t>();
       const bool ended = j.at("ended").get<bool>();
+      auto show = [](const nlohmann::json& v) { return v.is_primitive() ? v.dump() : io::json_brief(v); };
       if (j.at("batch").get<index_t>() != opt_.global_batch_size || j.at("seed").get<std::string>() != std::to_string(opt_.seed))
-        fail("the state is of a sampler with batch " + j.at("batch").dump() + " and seed " + j.at("seed").dump() +
+        fail("the state is of a sampler with batch " + show(j.at("batch")) + " and seed " + show(j.at("seed")) +
              ", this one has batch " + std::to_string(opt_.global_batch_size) + " and seed " + std::to_string(opt_.seed));
       std::array<std::uint64_t, 4> rs{};
       const auto& r = j.at("rng");

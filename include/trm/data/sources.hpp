@@ -15,6 +15,7 @@
 #include "trm/core/rng.hpp"
 #include "trm/data/puzzle_dataset.hpp"
 #include "trm/data/task.hpp"
+#include "trm/io/json.hpp"
 
 namespace trm::data {
 
@@ -79,7 +80,7 @@ class GeneratedSource {
   }
   void restore(const std::string& text) {
     try {
-      const auto j = nlohmann::json::parse(text);
+      const auto j = io::parse_untrusted_json<ValueError>(text, "the saved state");
       const auto& r = j.at("generated");
       if (!r.is_array() || r.size() != 4) throw ValueError("expected 4 numbers in \"generated\"");
       std::array<std::uint64_t, 4> s{};

@@ -35,6 +35,7 @@
 #include <nlohmann/json.hpp>
 
 #include "trm/io/atomic_file.hpp"
+#include "trm/io/json.hpp"
 
 namespace trm::io {
 
@@ -456,11 +457,14 @@ inline SafetensorsFile SafetensorsFile::parse(std::span<const std::byte> bytes, 
     }
     return true;
   };
+  if (const int d = json_nesting_depth(header_text); d > max_json_depth)
+    throw fail("header: expected JSON nested at most " + std::to_string(max_json_depth) + " levels deep, found deeper (" +
+               std::to_string(d) + "+ levels)");
   json header;
   try {
     header = json::parse(header_text.begin(), header_text.end(), on_event);
   } catch (const json::exception& e) {
-    throw fail(std::string("invalid JSON header: ") + e.what());
+    throw fail(std::string("invalid JSON header: ") + bounded_message(e.what()));
   }
   if (!duplicate.empty()) throw fail("header has a " + duplicate);
   if (!header.is_object()) throw fail("header is not a JSON object");
@@ -502,7 +506,7 @@ inline SafetensorsFile SafetensorsFile::parse(std::span<const std::byte> bytes, 
       // is_number_unsigned() excludes negatives, fractions and huge values
       // that nlohmann stores as floating point.
       if (!dim.is_number_unsigned() || dim.get<std::uint64_t>() > std::uint64_t(std::numeric_limits<std::int64_t>::max())) {
-        throw fail(ctx + ": shape " + shape.dump() + " is not a list of non-negative integers");
+        throw fail(ctx + ": shape " + json_brief(shape) + " is not a list of non-negative integers");
       }
       entry.record.shape.push_back(dim.get<std::int64_t>());
     }
@@ -510,7 +514,7 @@ inline SafetensorsFile SafetensorsFile::parse(std::span<const std::byte> bytes, 
     const json& offsets = value.at("data_offsets");
     if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
         !offsets[1].is_number_unsigned()) {
-      throw fail(ctx + ": data_offsets " + offsets.dump() + " is not a pair of non-negative integers");
+      throw fail(ctx + ": data_offsets " + json_brief(offsets) + " is not a pair of non-negative integers");
     }
     entry.begin = offsets[0].get<std::uint64_t>();
     entry.end = offsets[1].get<std::uint64_t>();

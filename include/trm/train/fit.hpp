@@ -37,6 +37,7 @@
 #include <nlohmann/json.hpp>
 
 #include "trm/io/checkpoint.hpp"
+#include "trm/io/json.hpp"
 #include "trm/io/safetensors.hpp"
 #include "trm/io/train_state.hpp"
 #include "trm/model/inference.hpp"
@@ -148,13 +149,11 @@ inline std::string csv_number(double v, const char* fmt = "%.5f") {
 inline std::optional<nlohmann::json> read_fit_state(const io::SafetensorsFile& file, const std::string& source) {
   auto it = file.metadata.find(fit_state_key);
   if (it == file.metadata.end()) return std::nullopt;
-  try {
-    auto j = nlohmann::json::parse(it->second);
-    if (!j.is_object()) throw ValueError("not an object");
-    return j;
-  } catch (const std::exception& e) {
-    throw ValueError(source + ": metadata entry '" + std::string(fit_state_key) + "' is not a JSON object (" + e.what() + ")");
-  }
+  auto j = io::parse_untrusted_json<ValueError>(it->second, source + ": metadata entry '" + std::string(fit_state_key) + "'");
+  if (!j.is_object())
+    throw ValueError(source + ": metadata entry '" + std::string(fit_state_key) + "': expected a JSON object, found " +
+                     io::json_brief(j));
+  return j;
 }
 
 }  // namespace detail
@@ -207,12 +206,25 @@ FitResult fit(Trainer<M, Opt>& trainer, Source& source, Evaluate&& evaluate, con
     if (!st)
       throw ValueError(res.state_path.string() + ": no '" + std::string(fit_state_key) +
                        "' metadata: not a state written by trm::fit, so the data position is unknown");
-    try {
-      elapsed_before = st->value("elapsed_s", 0.0);
-      cpu_before = st->value("cpu_s", 0.0);
-      if (st->contains("source")) source.restore(st->at("source").get<std::string>());
-    } catch (const std::exception& e) {
-      throw ValueError(res.state_path.string() + ": cannot restore the run's data position: " + e.what());
+    auto seconds = [&](const char* key) {
+      if (!st->contains(key)) return 0.0;
+      const auto& v = st->at(key);
+      if (!v.is_number() || !(v.get<double>() >= 0) || !std::isfinite(v.get<double>()))
+        throw ValueError(res.state_path.string() + ": metadata '" + std::string(fit_state_key) + "': '" + key +
+                         "': expected a number of seconds >= 0, found " + io::json_brief(v));
+      return v.get<double>();
+    };
+    elapsed_before = seconds("elapsed_s");
+    cpu_before = seconds("cpu_s");
+    if (st->contains("source")) {
+      if (!st->at("source").is_string())
+        throw ValueError(res.state_path.string() + ": metadata '" + std::string(fit_state_key) +
+                         "': 'source': expected the data position as a string, found " + io::json_brief(st->at("source")));
+      try {
+        source.restore(st->at("source").get<std::string>());
+      } catch (const std::exception& e) {
+        throw ValueError(res.state_path.string() + ": cannot restore the run's data position: " + e.what());
+      }
     }
     // The metrics of the resumed run up to its saved step.
     std::ifstream old(res.metrics_path);

@@ -1,0 +1,74 @@
+#pragma once
+// JSON from files (safetensors headers, dataset.json, checkpoint metadata, saved positions) is
+// untrusted input. nlohmann::json parses any nesting depth without trouble, but dump() (and so
+// every error message that shows a value) recurses once per level: 100k nested arrays in a
+// 200 KB file overflow the stack. Every parse of untrusted text goes through
+// parse_untrusted_json, which refuses nesting deeper than max_json_depth before nlohmann sees
+// the text and turns every nlohmann exception (syntax, a number like 1e400 out of range, ...)
+// into the caller's error type with the source named. json_brief describes a value for a
+// message in bounded space.
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace trm::io {
+
+// Deeper than any file of ours (dataset.json: 2; safetensors: 3; checkpoint metadata: 3).
+inline constexpr int max_json_depth = 64;
+
+// The deepest nesting of arrays and objects in JSON text, counting stops at stop_at + 1 (strings,
+// with their escapes, are skipped; the text need not be valid JSON).
+inline int json_nesting_depth(std::string_view text, int stop_at = max_json_depth) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') {
+      if (++depth > deepest) deepest = depth;
+      if (deepest > stop_at) return deepest;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+// nlohmann's parse errors quote the last token read, which a crafted file can make megabytes
+// long: messages keep the first 200 characters.
+inline std::string bounded_message(std::string m, std::size_t limit = 200) {
+  if (m.size() > limit) m = m.substr(0, limit - 3) + "...";
+  return m;
+}
+
+// `what` names the source in errors ("<file>: metadata entry 'x'"). Error: an exception type
+// constructible from a std::string.
+template <class Error>
+nlohmann::json parse_untrusted_json(std::string_view text, const std::string& what, int max_depth = max_json_depth) {
+  if (const int d = json_nesting_depth(text, max_depth); d > max_depth)
+    throw Error(what + ": expected JSON nested at most " + std::to_string(max_depth) + " levels deep, found deeper (" +
+                std::to_string(d) + "+ levels)");
+  try {
+    return nlohmann::json::parse(text.begin(), text.end());
+  } catch (const nlohmann::json::parse_error& e) {
+    throw Error(what + ": expected valid JSON, found a parse error: " + bounded_message(e.what()));
+  } catch (const nlohmann::json::exception& e) {  // e.g. out_of_range: a number like 1e400
+    throw Error(what + ": expected valid JSON, found a value it cannot hold: " + bounded_message(e.what()));
+  }
+}
+
+// A value for an error message: its type and at most 80 characters of it.
+inline std::string json_brief(const nlohmann::json& v) {
+  std::string d = v.dump();  // its recursion is bounded by parse_untrusted_json's depth limit
+  if (d.size() > 80) d = d.substr(0, 77) + "...";
+  return std::string(v.type_name()) + " " + d;
+}
+
+}  // namespace trm::io

@@ -1,0 +1,104 @@
+// JSON from files is parsed through trm::io::parse_untrusted_json (io/json.hpp): nesting is
+// bounded before nlohmann parses it (its dump(), used in error messages, recursed 100k levels
+// deep and overflowed the stack), and every nlohmann exception becomes the reader's error with
+// the file named. Regression inputs: tests/data/fuzz (fuzz findings 1 and 7).
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <trm/data/puzzle_dataset.hpp>
+#include <trm/io/json.hpp>
+#include <trm/io/safetensors.hpp>
+#include <trm/train/fit.hpp>
+
+#include "support/check_throws.hpp"
+#include "support/temp_dir.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+const fs::path fuzz_dir = fs::path(TRM_TEST_DATA_DIR) / "fuzz";
+
+void write_text(const fs::path& p, const std::string& text) {
+  std::ofstream out(p, std::ios::binary);
+  out << text;
+}
+
+// A safetensors file with this JSON header and no data.
+void write_safetensors_header(const fs::path& p, const std::string& header) {
+  std::string bytes(8, '\0');
+  const std::uint64_t n = header.size();
+  std::memcpy(bytes.data(), &n, 8);
+  write_text(p, bytes + header);
+}
+}  // namespace
+
+TEST_CASE("json_nesting_depth counts arrays and objects, not brackets inside strings") {
+  CHECK(trm::io::json_nesting_depth("{}") == 1);
+  CHECK(trm::io::json_nesting_depth(R"({"a": [1, {"b": [[]]}]})") == 5);
+  CHECK(trm::io::json_nesting_depth(R"({"a": "[[[[[[", "b": "\"[["})") == 1);
+  CHECK(trm::io::json_nesting_depth(std::string(100000, '['), 64) == 65);  // stops counting
+}
+
+TEST_CASE("parse_untrusted_json: deep nesting and out-of-range numbers are errors naming the source") {
+  CHECK(trm::io::parse_untrusted_json<trm::ValueError>(R"({"a": [1, 2]})", "x")["a"][1] == 2);
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  CHECK_THROWS_CONTAINING(trm::io::parse_untrusted_json<trm::ValueError>(deep, "my.json"), trm::ValueError, "my.json",
+                          "nested at most 64 levels deep");
+  CHECK_THROWS_CONTAINING(trm::io::parse_untrusted_json<trm::ValueError>("[1e400]", "my.json"), trm::ValueError,
+                          "my.json: expected valid JSON");
+  CHECK_THROWS_CONTAINING(trm::io::parse_untrusted_json<trm::ValueError>("{", "my.json"), trm::ValueError,
+                          "my.json: expected valid JSON");
+  // 64 levels are fine.
+  const std::string ok = std::string(64, '[') + std::string(64, ']');
+  CHECK_NOTHROW(trm::io::parse_untrusted_json<trm::ValueError>(ok, "ok.json"));
+}
+
+TEST_CASE("safetensors: a shape nested 10k (reproducer) or 100k deep is a FormatError, not a stack overflow") {
+  CHECK_THROWS_CONTAINING(trm::io::SafetensorsFile::load(fuzz_dir / "deep_shape_10k_asan_stack_overflow.safetensors"),
+                          trm::io::FormatError, "nested at most 64 levels deep");
+  trm::test::TempDir dir("trm_untrusted_json");
+  write_safetensors_header(dir / "deep100k.safetensors", R"({"a":{"dtype":"F32","shape":)" + std::string(100000, '[') +
+                                                             std::string(100000, ']') + R"(,"data_offsets":[0,0]}})");
+  CHECK_THROWS_CONTAINING(trm::io::SafetensorsFile::load(dir / "deep100k.safetensors"), trm::io::FormatError,
+                          "nested at most 64 levels deep");
+  // Shallow but wrong: the message shows a bounded excerpt of the value.
+  write_safetensors_header(dir / "wide.safetensors",
+                           R"({"a":{"dtype":"F32","shape":[)" + std::string(20000, '1').insert(1, ",") + R"(,-1],"data_offsets":[0,0]}})");
+  try {
+    trm::io::SafetensorsFile::load(dir / "wide.safetensors");
+    FAIL("expected a FormatError");
+  } catch (const trm::io::FormatError& e) {
+    CHECK(std::string(e.what()).size() < 400);
+  }
+}
+
+TEST_CASE("dataset.json: 1e400 (reproducer) and 100k-deep sets are PuzzleDatasetErrors naming the file") {
+  CHECK_THROWS_CONTAINING(trm::data::PuzzleDataset::read(fuzz_dir / "json_number_overflow", "train"),
+                          trm::data::PuzzleDatasetError, "dataset.json", "expected valid JSON");
+  trm::test::TempDir dir("trm_untrusted_dataset");
+  fs::copy(fuzz_dir / "json_number_overflow", dir.path(), fs::copy_options::recursive);
+  for (auto& e : fs::recursive_directory_iterator(dir.path())) fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
+  write_text(dir / "train" / "dataset.json",
+             R"({"pad_id":0,"ignore_label_id":0,"blank_identifier_id":0,"vocab_size":6,"seq_len":16,)"
+             R"("num_puzzle_identifiers":1,"total_groups":3,"mean_puzzle_examples":1,"total_puzzles":3,"sets":)" +
+                 std::string(100000, '[') + std::string(100000, ']') + "}");
+  CHECK_THROWS_CONTAINING(trm::data::PuzzleDataset::read(dir.path(), "train"), trm::data::PuzzleDatasetError,
+                          "dataset.json", "nested at most 64 levels deep");
+}
+
+TEST_CASE("saved positions and fit state: deep or malformed JSON is a clean error") {
+  trm::test::TempDir dir("trm_untrusted_state");
+  trm::io::SafetensorsFile f;
+  f.metadata[trm::fit_state_key] = std::string(100000, '[') + std::string(100000, ']');
+  f.save(dir / "state.safetensors");
+  CHECK_THROWS_CONTAINING(trm::read_fit_state(dir / "state.safetensors"), trm::ValueError, "trm.fit.state",
+                          "nested at most 64 levels deep");
+  f.metadata[trm::fit_state_key] = "[1, 2]";
+  f.save(dir / "state.safetensors");
+  CHECK_THROWS_CONTAINING(trm::read_fit_state(dir / "state.safetensors"), trm::ValueError, "expected a JSON object",
+                          "found array [1,2]");
+}
