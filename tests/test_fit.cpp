@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <limits>
 #include <string>
 
 #include <trm/data/maze/task.hpp>
@@ -329,4 +330,58 @@ TEST_CASE("MazeTask: a Task with generator, solver, augmentations and inverses")
   CHECK_THROWS_CONTAINING(task.encode(trm::data::maze::Maze(9, 9)), trm::ShapeError, "expected a 7x7 maze, found 9x9");
   using Wide = trm::data::maze::MazeTask<5, 7>;
   CHECK_THROWS_CONTAINING(Wide().augment(trm::data::maze::Maze(5, 7), 1), trm::ValueError, "swaps the sides");
+}
+
+TEST_CASE("load_train_state: crafted values and carry shapes are refused before anything is committed (findings 2, 3)") {
+  trm::test::TempDir dir("trm_state_crafted");
+  const Task4 task(6);
+  M model = make_model();
+  trm::Trainer<M, trm::AdamW> trainer(model, trm::AdamW{.lr = 1e-3}, train_options());
+  trm::data::GeneratedSource<Task4> source(task, 8, 1);
+  trainer.step(source.next());
+  trm::save_train_state(trainer, dir / "good.safetensors");
+  const auto good = trm::io::SafetensorsFile::load(dir / "good.safetensors");
+  // A copy of the good state with one tensor replaced.
+  auto crafted = [&](const std::string& name, trm::io::TensorRecord rec) {
+    trm::io::SafetensorsFile f;
+    f.metadata = good.metadata;
+    for (const auto& n : good.names()) f.add(n == name ? rec : good.at(n));
+    const auto p = dir / ("crafted_" + name + ".safetensors");
+    f.save(p);
+    return p;
+  };
+  auto i64 = [](std::string name, std::vector<std::int64_t> shape, std::vector<std::int64_t> v) {
+    return trm::io::TensorRecord{std::move(name), trm::io::DType::I64, std::move(shape),
+                                 std::vector<std::byte>(reinterpret_cast<const std::byte*>(v.data()),
+                                                        reinterpret_cast<const std::byte*>(v.data() + v.size()))};
+  };
+  auto i32 = [](std::string name, std::vector<std::int64_t> shape, std::vector<std::int32_t> v) {
+    return trm::io::TensorRecord{std::move(name), trm::io::DType::I32, std::move(shape),
+                                 std::vector<std::byte>(reinterpret_cast<const std::byte*>(v.data()),
+                                                        reinterpret_cast<const std::byte*>(v.data() + v.size()))};
+  };
+  M other = make_model();
+  trm::Trainer<M, trm::AdamW> loader(other, trm::AdamW{.lr = 1e-3}, train_options());
+  const auto before = weights_of(other);
+  CHECK_THROWS_CONTAINING(trm::load_train_state(loader, crafted("state.step", i64("state.step", {1}, {-1}))),
+                          trm::io::FormatError, "state.step: expected 0..2^53, found -1");
+  CHECK_THROWS_CONTAINING(
+      trm::load_train_state(loader, crafted("state.step", i64("state.step", {1}, {std::numeric_limits<std::int64_t>::max()}))),
+      trm::io::FormatError, "state.step");
+  CHECK_THROWS_CONTAINING(trm::load_train_state(loader, crafted("state.rng", i64("state.rng", {4}, {0, 0, 0, 0}))),
+                          trm::io::FormatError, "state.rng", "all zeros");
+  CHECK_THROWS_CONTAINING(trm::load_train_state(loader, crafted("carry.steps", i32("carry.steps", {std::int64_t(1) << 40, 0}, {}))),
+                          trm::io::FormatError, "carry.steps: expected an I32 tensor of shape [B]", "[1099511627776, 0]");
+  std::vector<std::int32_t> steps(8, 0);
+  steps[3] = std::numeric_limits<std::int32_t>::max();
+  CHECK_THROWS_CONTAINING(trm::load_train_state(loader, crafted("carry.steps", i32("carry.steps", {8}, steps))),
+                          trm::io::FormatError, "carry.steps[3]: expected 0..2 (N_sup), found 2147483647");
+  std::vector<std::int32_t> inputs(8 * 16, 2);
+  inputs[5] = 99;
+  CHECK_THROWS_CONTAINING(trm::load_train_state(loader, crafted("carry.inputs", i32("carry.inputs", {8, 16}, inputs))),
+                          trm::io::FormatError, "carry.inputs[5]", "found 99");
+  CHECK(weights_of(other) == before);  // nothing committed
+  CHECK(loader.step_count() == 0);
+  CHECK_NOTHROW(trm::load_train_state(loader, dir / "good.safetensors"));
+  CHECK(loader.step_count() == 1);
 }

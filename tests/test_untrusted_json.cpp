@@ -11,6 +11,7 @@
 
 #include <trm/data/puzzle_dataset.hpp>
 #include <trm/io/json.hpp>
+#include <trm/io/npy.hpp>
 #include <trm/io/safetensors.hpp>
 #include <trm/train/fit.hpp>
 
@@ -101,4 +102,27 @@ TEST_CASE("saved positions and fit state: deep or malformed JSON is a clean erro
   f.save(dir / "state.safetensors");
   CHECK_THROWS_CONTAINING(trm::read_fit_state(dir / "state.safetensors"), trm::ValueError, "expected a JSON object",
                           "found array [1,2]");
+}
+
+TEST_CASE("numel of crafted shapes: a zero dimension first, overflow refused (finding 6)") {
+  trm::io::NpyArray a;
+  a.shape = {std::int64_t(1) << 62, 4, 0};
+  CHECK(a.numel() == 0);
+  a.shape = {std::int64_t(1) << 62, 4, 1};
+  CHECK_THROWS_CONTAINING(a.numel(), trm::io::FormatError, "product fits int64");
+  trm::io::TensorRecord r;
+  r.shape = {0, std::int64_t(1) << 62, 4};
+  CHECK(r.numel() == 0);
+  r.shape = {3, 5};
+  CHECK(r.numel() == 15);
+  // The reproducers: parsed cleanly (a zero-element array) or refused, never undefined behaviour.
+  for (const char* name : {"numel_signed_overflow.npy", "numel_overflow.min.npy"}) {
+    CAPTURE(name);
+    try {
+      const auto x = trm::io::load_npy(fuzz_dir / name);
+      CHECK(x.numel() == 0);
+    } catch (const trm::io::FormatError& e) {
+      CHECK(std::string(e.what()).size() < 400);
+    }
+  }
 }

@@ -36,9 +36,23 @@ struct NpyArray {
   std::vector<std::byte> data;      // C order, little-endian
 
   std::int64_t numel() const {
+    // A zero dimension first: [2^62, 4, 0] holds nothing, and multiplying in order would
+    // overflow before reaching the 0. The readers check the product against the file's size;
+    // a shape built by hand that overflows is refused here.
+    for (std::int64_t d : shape)
+      if (d == 0) return 0;
     std::int64_t n = 1;
-    for (std::int64_t d : shape) n *= d;
+    for (std::int64_t d : shape) {
+      if (d < 0 || n > std::numeric_limits<std::int64_t>::max() / d)
+        throw FormatError("numel: shape " + shape_text() + ": expected non-negative dimensions whose product fits int64");
+      n *= d;
+    }
     return n;
+  }
+  std::string shape_text() const {
+    std::string t = "[";
+    for (std::size_t i = 0; i < shape.size(); ++i) t += (i ? ", " : "") + std::to_string(shape[i]);
+    return t + "]";
   }
 };
 

@@ -107,8 +107,14 @@ void load_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& pat
   expected.push_back({"state.rng", io::DType::I64, {4}, std::as_writable_bytes(std::span<std::int64_t>(rng))});
   Carry<M> carry;
   if (file.contains("carry.y")) {
+    // The batch size of the carry comes from the file: carry.steps must be a rank-1 I32 tensor,
+    // so its bytes (checked against the file's size by the reader) bound it before anything is
+    // allocated; a shape [2^40, 0] holds no bytes and is refused here.
     const auto& rec = file.at("carry.steps");
-    const index_t b = rec.shape.empty() ? 0 : index_t(rec.shape[0]);
+    if (rec.shape.size() != 1 || rec.dtype != io::DType::I32 || rec.shape[0] < 1 || rec.shape[0] > (index_t(1) << 24))
+      throw io::FormatError(path.string() + ": carry.steps: expected an I32 tensor of shape [B] with 1 <= B <= 2^24, found " +
+                            std::string(io::dtype_name(rec.dtype)) + " " + io::format_shape(rec.shape));
+    const index_t b = index_t(rec.shape[0]);
     carry.y.resize(b, M::total_len, M::hidden);
     const index_t zb = b * index_t(M::num_latents);  // latent states stacked along the batch axis
     carry.z.resize(zb, M::total_len, M::hidden);
@@ -127,6 +133,34 @@ void load_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& pat
     expected.push_back({"carry.puzzle_identifiers", io::DType::I32, {b}, std::as_writable_bytes(carry.data.puzzle_identifiers.span())});
   }
   io::load_into(file, expected, {}, /*allow_extra=*/false);
+
+  // Values are checked before anything is committed: a state a trainer could not have written is
+  // refused, naming the field (the first training call would otherwise overflow, index out of
+  // range or draw from a dead RNG).
+  auto bad = [&](const std::string& what, const std::string& expected_text, long long found) {
+    throw io::FormatError(path.string() + ": " + what + ": expected " + expected_text + ", found " + std::to_string(found));
+  };
+  if (step < 0 || step > (std::int64_t(1) << 53)) bad("state.step", "0..2^53", step);
+  if (rng[0] == 0 && rng[1] == 0 && rng[2] == 0 && rng[3] == 0)
+    throw io::FormatError(path.string() + ": state.rng: expected a live xoshiro256** state, found all zeros");
+  if (!carry.empty()) {
+    const int max_steps = trainer.halting().max_steps();
+    for (std::size_t r = 0; r < carry.steps.size(); ++r) {
+      if (carry.steps[r] < 0 || carry.steps[r] > max_steps)
+        bad("carry.steps[" + std::to_string(r) + "]", "0.." + std::to_string(max_steps) + " (N_sup)", carry.steps[r]);
+      if (carry.halted[r] > 1) bad("carry.halted[" + std::to_string(r) + "]", "0 or 1", carry.halted[r]);
+      const auto id = carry.data.puzzle_identifiers(index_t(r));
+      if (id < 0 || id >= model.num_puzzle_ids())
+        bad("carry.puzzle_identifiers[" + std::to_string(r) + "]", "0.." + std::to_string(model.num_puzzle_ids() - 1), id);
+    }
+    const auto tokens = carry.data.inputs.span();
+    for (std::size_t k = 0; k < tokens.size(); ++k)
+      if (tokens[k] < 0 || tokens[k] >= M::vocab) bad("carry.inputs[" + std::to_string(k) + "]", "a token 0.." + std::to_string(M::vocab - 1), tokens[k]);
+    const auto labels = carry.data.labels.span();
+    for (std::size_t k = 0; k < labels.size(); ++k)
+      if (labels[k] != ignore_label && (labels[k] < 0 || labels[k] >= M::vocab))
+        bad("carry.labels[" + std::to_string(k) + "]", "a token 0.." + std::to_string(M::vocab - 1) + " or the ignore label", labels[k]);
+  }
 
   // Commit: nothing below can fail on content.
   for_each_state_tensor(model, [&](const std::string& n, auto& p) { p.value.swap(model_stage.at(n)); });
