@@ -28,6 +28,7 @@
 #include <trm/data/maze.hpp>
 #include <trm/data/sudoku.hpp>
 #include <trm/io/atomic_file.hpp>
+#include <trm/version.hpp>
 #include <unordered_set>
 
 #include "cli_common.hpp"
@@ -557,6 +558,7 @@ static int run(int argc, char** argv) {
   CLI::App app{"trm: Tiny Recursive Models from the command line (C++20, trm library)"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Print the help of every subcommand");
+  app.set_version_flag("--version", std::string("trm ") + trm::version_string);
   std::vector<std::unique_ptr<TaskCommands>> tasks;
   for (const char* name : {"sudoku", "maze"}) {
     tasks.push_back(std::make_unique<TaskCommands>());

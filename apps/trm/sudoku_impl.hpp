@@ -41,6 +41,11 @@ std::vector<Puzzle<Shape>> read_puzzles(const std::string& input, long sample = 
   if (input != "-") {
     std::error_code ec;
     if (fs::is_directory(input, ec)) throw CliError(input + ": is a directory, expected a file of puzzles");
+      try {
+        trm::io::require_regular_file(input);  // a FIFO would block open(), /dev/zero never end
+      } catch (const trm::io::NotAFileError& e) {
+        throw CliError(std::string(e.what()) + " of puzzles (or - for stdin)");
+      }
     file.open(input, std::ios::binary);
     if (!file) throw CliError(input + ": cannot open the file (" + std::strerror(errno) + ")");
     in = &file;

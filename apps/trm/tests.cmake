@@ -89,6 +89,11 @@ foreach(f state_elapsed_str state_array)  # a valid spec, a malformed state: ref
   trm_cli_test(trm_cli_fuzz_meta_${f} "trm: error: .*${f}.safetensors: "
                ${_trm} sudoku eval --checkpoint "${TRM_CLI_DATA}/fuzz/${f}.safetensors" --input "${TRM_CLI_DATA}/good4.csv")
 endforeach()
+# A FIFO as input is refused before open() (which would block forever without a writer).
+trm_cli_test(trm_cli_fifo_input "trm: error: .*pipe: expected a regular file, found a FIFO"
+             sh -c "rm -f \"$2/pipe\" && mkfifo \"$2/pipe\" && timeout 20 \"$1\" sudoku solve --checkpoint \"$3\" --input \"$2/pipe\""
+             sh ${_trm} "${TRM_CLI_WORK}" "${TRM_CLI_CKPT}")
+trm_cli_test(trm_cli_version "^trm [0-9]+\\.[0-9]+\\.[0-9]+" ${_trm} --version)
 # No half-written output: a failed generate leaves no file behind.
 trm_cli_test(trm_cli_generate_fails_cleanly "trm: error: sudoku generate: could not make a unique.*NO_FILE_LEFT"
              sh -c "\"$1\" sudoku generate --box 2x2 --count 3 --blanks 15 --out \"$2\" || test -e \"$2\" || echo NO_FILE_LEFT"
@@ -155,7 +160,7 @@ endforeach()
 set_tests_properties(trm_cli_generate PROPERTIES FIXTURES_SETUP trm_cli_puzzles)
 set_tests_properties(trm_cli_train PROPERTIES FIXTURES_SETUP trm_cli_model FIXTURES_REQUIRED "trm_cli_dir;trm_cli_puzzles")
 foreach(t IN LISTS _trm_cli_tests)
-  if(NOT t MATCHES "^trm_cli_(setup|help|generate|train$|unsupported|no_budget|bad_beta|bad_halt|maze|fuzz)")
+  if(NOT t MATCHES "^trm_cli_(setup|help|version|generate|train$|unsupported|no_budget|bad_beta|bad_halt|maze|fuzz)")
     set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED "trm_cli_dir;trm_cli_puzzles;trm_cli_model")
   endif()
 endforeach()

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -62,8 +63,32 @@ inline void fsync_directory(const std::filesystem::path& dir) {
 
 }  // namespace detail
 
-// Reads a whole file into memory. Throws std::system_error naming the path.
+// A path that is not a regular file where one is read (see require_regular_file).
+class NotAFileError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Readers of whole files call this before open(): a FIFO without a writer blocks open() forever,
+// /dev/zero never ends, a directory holds no data. stat() follows symbolic links, so a link to a
+// regular file is fine. Throws NotAFileError naming the path and what it is; a path that cannot
+// be stat'ed is left to the caller's open() and its usual error.
+inline void require_regular_file(const std::filesystem::path& path) {
+  struct ::stat st {};
+  if (::stat(path.c_str(), &st) != 0) return;  // missing or unreadable: the caller's open() says so as before
+  if (S_ISREG(st.st_mode)) return;
+  const char* kind = S_ISDIR(st.st_mode)    ? "a directory"
+                     : S_ISFIFO(st.st_mode) ? "a FIFO (named pipe)"
+                     : S_ISCHR(st.st_mode)  ? "a character device"
+                     : S_ISBLK(st.st_mode)  ? "a block device"
+                     : S_ISSOCK(st.st_mode) ? "a socket"
+                                            : "not a regular file";
+  throw NotAFileError(path.string() + ": expected a regular file, found " + kind);
+}
+
+// Reads a whole regular file into memory. Throws NotAFileError or std::system_error naming the path.
 inline std::vector<std::byte> read_file(const std::filesystem::path& path) {
+  require_regular_file(path);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) detail::throw_errno(errno, "cannot open '" + path.string() + "'");
   struct Closer {

@@ -45,6 +45,7 @@
 #include "trm/train/trainer.hpp"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 namespace trm {
 
@@ -188,6 +189,13 @@ FitResult fit(Trainer<M, Opt>& trainer, Source& source, Evaluate&& evaluate, con
     std::error_code ec;
     fs::create_directories(o.out_dir, ec);
     if (ec) throw ValueError(o.out_dir.string() + ": cannot create the output directory (" + ec.message() + ")");
+    // Writable? Checked now rather than after the whole budget, at the first save.
+    const fs::path probe = o.out_dir / (".trm-fit-probe-" + std::to_string(::getpid()));
+    {
+      std::ofstream p(probe);
+      if (!p) throw ValueError(o.out_dir.string() + ": cannot write in the output directory (checked before training)");
+    }
+    fs::remove(probe, ec);
     res.model_path = o.out_dir / "model.safetensors";
     res.state_path = o.out_dir / "train_state.safetensors";
     res.metrics_path = o.out_dir / "metrics.csv";

@@ -28,6 +28,7 @@
 
 #include "trm/data/maze/grid.hpp"
 #include "trm/data/maze/solver.hpp"
+#include "trm/io/atomic_file.hpp"
 
 namespace trm::data::maze {
 
@@ -147,6 +148,11 @@ inline std::vector<MazeExample> parse_csv(std::istream& in, std::string_view sou
 }
 
 inline std::vector<MazeExample> read_csv(const std::filesystem::path& path, const MazeCsvOptions& options = {}) {
+  try {
+    io::require_regular_file(path);  // a FIFO would block, /dev/zero never end
+  } catch (const io::NotAFileError& e) {
+    throw MazeFormatError(e.what());
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw MazeFormatError(path.string() + ": cannot open the file");
   return parse_csv(in, path.string(), options);
@@ -206,6 +212,11 @@ inline std::vector<Maze> parse_text(std::istream& in, std::string_view source_na
 }
 
 inline std::vector<Maze> read_text(const std::filesystem::path& path) {
+  try {
+    io::require_regular_file(path);  // a FIFO would block, /dev/zero never end
+  } catch (const io::NotAFileError& e) {
+    throw MazeFormatError(e.what());
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw MazeFormatError(path.string() + ": cannot open the file");
   return parse_text(in, path.string());

@@ -28,6 +28,7 @@
 #include "trm/core/error.hpp"
 #include "trm/data/sudoku/grid.hpp"
 #include "trm/data/sudoku/solver.hpp"
+#include "trm/io/atomic_file.hpp"
 
 namespace trm::data::sudoku {
 
@@ -193,6 +194,11 @@ std::vector<Example<S>> parse_csv(std::istream& in, std::string_view source_name
 
 template <SudokuShapeType S>
 std::vector<Example<S>> read_csv(const std::filesystem::path& path, const CsvOptions& options = {}) {
+  try {
+    io::require_regular_file(path);  // a FIFO would block, /dev/zero never end
+  } catch (const io::NotAFileError& e) {
+    throw SudokuFormatError(e.what());
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw SudokuFormatError(path.string() + ": cannot open the file");
   return parse_csv<S>(in, path.string(), options);

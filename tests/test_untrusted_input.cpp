@@ -1,4 +1,5 @@
-// JSON from files is parsed through trm::io::parse_untrusted_json (io/json.hpp): nesting is
+// Untrusted input. Readers refuse what is not a regular file before opening it (a FIFO would
+// block open() forever, /dev/zero never end). JSON from files is parsed through trm::io::parse_untrusted_json (io/json.hpp): nesting is
 // bounded before nlohmann parses it (its dump(), used in error messages, recursed 100k levels
 // deep and overflowed the stack), and every nlohmann exception becomes the reader's error with
 // the file named. Regression inputs: tests/data/fuzz (fuzz findings 1 and 7).
@@ -12,6 +13,10 @@
 #include <trm/data/puzzle_dataset.hpp>
 #include <trm/io/json.hpp>
 #include <trm/io/npy.hpp>
+#include <trm/data/maze/csv.hpp>
+#include <trm/data/sudoku/csv.hpp>
+
+#include <sys/stat.h>
 #include <trm/io/safetensors.hpp>
 #include <trm/train/fit.hpp>
 
@@ -125,4 +130,25 @@ TEST_CASE("numel of crafted shapes: a zero dimension first, overflow refused (fi
       CHECK(std::string(e.what()).size() < 400);
     }
   }
+}
+
+TEST_CASE("readers refuse a FIFO, a device and a directory before opening them (they would block or never end)") {
+  trm::test::TempDir dir("trm_not_a_file");
+  const fs::path fifo = dir / "pipe";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THROWS_CONTAINING(trm::io::SafetensorsFile::load(fifo), trm::io::NotAFileError, "pipe: expected a regular file, found a FIFO");
+  CHECK_THROWS_CONTAINING(trm::io::load_npy(fifo), trm::io::NotAFileError, "found a FIFO");
+  CHECK_THROWS_CONTAINING(trm::io::load_npy("/dev/zero"), trm::io::NotAFileError, "/dev/zero: expected a regular file, found a character device");
+  using Shape = trm::data::sudoku::SudokuShape<2, 2>;
+  CHECK_THROWS_CONTAINING(trm::data::sudoku::read_csv<Shape>(fifo), trm::data::sudoku::SudokuFormatError, "found a FIFO");
+  CHECK_THROWS_CONTAINING(trm::data::sudoku::read_csv<Shape>(dir.path()), trm::data::sudoku::SudokuFormatError, "found a directory");
+  CHECK_THROWS_CONTAINING(trm::data::maze::read_csv(fifo), trm::data::maze::MazeFormatError, "found a FIFO");
+  CHECK_THROWS_CONTAINING(trm::data::maze::read_text("/dev/zero"), trm::data::maze::MazeFormatError, "character device");
+  // A dataset whose dataset.json is a FIFO.
+  fs::create_directories(dir / "ds" / "train");
+  REQUIRE(::mkfifo((dir / "ds" / "train" / "dataset.json").c_str(), 0600) == 0);
+  CHECK_THROWS_CONTAINING(trm::data::PuzzleDataset::read(dir / "ds", "train"), trm::data::PuzzleDatasetError,
+                          "dataset.json", "expected a regular file");
+  // A missing file keeps its usual error.
+  CHECK_THROWS_AS(trm::io::SafetensorsFile::load(dir / "missing.safetensors"), std::system_error);
 }
