@@ -567,10 +567,10 @@ TEST_CASE("safetensors: truncated and corrupt files are rejected") {
   }
 }
 
-TEST_CASE("safetensors: unreadable paths raise std::system_error") {
+TEST_CASE("safetensors: a missing path raises std::system_error, a directory trm::io::NotAFileError") {
   TempDir dir;
   CHECK_THROWS_AS(SafetensorsFile::load(dir / "missing.safetensors"), std::system_error);
-  CHECK_THROWS_AS(SafetensorsFile::load(dir.path()), std::system_error);
+  CHECK_THROWS_AS(SafetensorsFile::load(dir.path()), trm::io::NotAFileError);
 }
 
 // ---------------------------------------------------------------------------
