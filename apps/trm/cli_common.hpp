@@ -11,6 +11,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -23,6 +25,7 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+#include <trm/io/atomic_file.hpp>
 #include <trm/train/progress.hpp>
 
 namespace trmcli {
@@ -259,6 +262,22 @@ inline constexpr const char* kMetaTrain = "trm.cli.train";    // training flags 
 // The run's state (step, elapsed time, weights, data position) is trm::fit's "trm.fit.state".
 
 // ---- small helpers ---------------------------------------------------------------------------------
+// The stream of an --input: "-" is stdin, otherwise `file` opened on the path. A directory, a FIFO
+// (open() would block) or a device is refused first; `noun` names what the file should hold.
+inline std::istream& open_input(const std::string& input, const char* noun, std::ifstream& file) {
+  if (input == "-") return std::cin;
+  std::error_code ec;
+  if (fs::is_directory(input, ec)) throw CliError(input + ": is a directory, expected a file of " + noun);
+  try {
+    trm::io::require_regular_file(input);
+  } catch (const trm::io::NotAFileError& e) {
+    throw CliError(std::string(e.what()) + " of " + noun + " (or - for stdin)");
+  }
+  file.open(input, std::ios::binary);
+  if (!file) throw CliError(input + ": cannot open the file (" + std::strerror(errno) + ")");
+  return file;
+}
+
 using trm::format_duration;
 using trm::percent;
 

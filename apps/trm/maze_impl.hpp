@@ -32,19 +32,7 @@ inline std::vector<MazeInput> read_maze_inputs(const std::string& input, int sid
   std::string text;
   {
     std::ifstream file;
-    std::istream* in = &std::cin;
-    if (input != "-") {
-      std::error_code ec;
-      if (fs::is_directory(input, ec)) throw CliError(input + ": is a directory, expected a file of mazes");
-      try {
-        trm::io::require_regular_file(input);  // a FIFO would block open(), /dev/zero never end
-      } catch (const trm::io::NotAFileError& e) {
-        throw CliError(std::string(e.what()) + " of mazes (or - for stdin)");
-      }
-      file.open(input, std::ios::binary);
-      if (!file) throw CliError(input + ": cannot open the file (" + std::strerror(errno) + ")");
-      in = &file;
-    }
+    std::istream* in = &open_input(input, "mazes", file);
     std::ostringstream os;
     os << in->rdbuf();
     text = os.str();

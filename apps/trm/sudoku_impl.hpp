@@ -37,19 +37,7 @@ template <class Shape>
 std::vector<Puzzle<Shape>> read_puzzles(const std::string& input, long sample = 0, std::uint64_t seed = 0) {
   const std::string src = source_name(input);
   std::ifstream file;
-  std::istream* in = &std::cin;
-  if (input != "-") {
-    std::error_code ec;
-    if (fs::is_directory(input, ec)) throw CliError(input + ": is a directory, expected a file of puzzles");
-      try {
-        trm::io::require_regular_file(input);  // a FIFO would block open(), /dev/zero never end
-      } catch (const trm::io::NotAFileError& e) {
-        throw CliError(std::string(e.what()) + " of puzzles (or - for stdin)");
-      }
-    file.open(input, std::ios::binary);
-    if (!file) throw CliError(input + ": cannot open the file (" + std::strerror(errno) + ")");
-    in = &file;
-  }
+  std::istream* in = &open_input(input, "puzzles", file);
   std::vector<std::pair<long, std::string>> lines;
   std::string line;
   long line_no = 0;
