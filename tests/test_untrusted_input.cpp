@@ -8,10 +8,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include <trm/data/puzzle_dataset.hpp>
 #include <trm/io/json.hpp>
+#include <trm/io/lines.hpp>
 #include <trm/io/npy.hpp>
 #include <trm/data/maze/csv.hpp>
 #include <trm/data/sudoku/csv.hpp>
@@ -151,4 +153,109 @@ TEST_CASE("readers refuse a FIFO, a device and a directory before opening them (
                           "dataset.json", "expected a regular file");
   // A missing file keeps its usual error.
   CHECK_THROWS_AS(trm::io::SafetensorsFile::load(dir / "missing.safetensors"), std::system_error);
+}
+
+// ---- text readers: one bounded line reader (io/lines.hpp) -------------------------------------------
+TEST_CASE("LineReader: \\r\\n, a UTF-8 byte-order mark, overlong lines and a file that grows are handled") {
+  using Reader = trm::io::LineReader<trm::ValueError>;
+  std::istringstream in("\xEF\xBB\xBF" "first\r\nsecond\n\nlast");
+  Reader r(in, "mem");
+  std::string line;
+  REQUIRE(r.next(line));
+  CHECK(line == "first");
+  CHECK(r.had_byte_order_mark());
+  REQUIRE(r.next(line));
+  CHECK(line == "second");
+  REQUIRE(r.next(line));
+  CHECK(line.empty());
+  REQUIRE(r.next(line));
+  CHECK(line == "last");
+  CHECK(r.line_no() == 4);
+  CHECK_FALSE(r.next(line));
+  // A byte-order mark is only one at the very start.
+  std::istringstream later("a\n\xEF\xBB\xBF" "b\n");
+  Reader r2(later, "mem");
+  REQUIRE(r2.next(line));
+  REQUIRE(r2.next(line));
+  CHECK(line == "\xEF\xBB\xBF" "b");
+  // 10 MB of commas (the fuzz finding: 476 MB before the field-count error) stops at the bound.
+  std::istringstream commas(std::string(10 << 20, ','));
+  Reader r3(commas, "commas.csv", 1 << 16);
+  CHECK_THROWS_CONTAINING(r3.next(line), trm::ValueError, "commas.csv:1: expected a line of at most 65536 bytes");
+  CHECK(line.capacity() < (1 << 18));
+  // More bytes than the file had when it was opened: it grew while read.
+  std::istringstream grown(std::string(40, 'x') + "\n" + std::string(40, 'y') + "\n");
+  Reader r4(grown, "grows.csv", 1 << 16, 50);
+  REQUIRE(r4.next(line));
+  CHECK_THROWS_CONTAINING(r4.next(line), trm::ValueError, "grows.csv:2: the file grew while it was read",
+                          "50 bytes when opened");
+}
+
+TEST_CASE("Sudoku and maze readers: a BOM is skipped, empty lists and overlong lines are errors") {
+  namespace sd = trm::data::sudoku;
+  namespace mz = trm::data::maze;
+  using Shape = sd::SudokuShape<2, 2>;
+  trm::test::TempDir dir("trm_text_readers");
+  write_text(dir / "bom.csv", "\xEF\xBB\xBF.234341221434321\n");
+  const auto ex = sd::read_csv<Shape>(dir / "bom.csv");
+  REQUIRE(ex.size() == 1);
+  CHECK(ex[0].solution[0] == 1);
+  write_text(dir / "bom_header.csv", "\xEF\xBB\xBFquestion,answer\n.234341221434321,1234341221434321\n");
+  CHECK(sd::read_csv<Shape>(dir / "bom_header.csv").size() == 1);
+  write_text(dir / "empty.csv", "");
+  CHECK_THROWS_CONTAINING(sd::read_csv<Shape>(dir / "empty.csv"), sd::SudokuFormatError,
+                          "empty.csv: expected at least one puzzle, found none (an empty file)");
+  write_text(dir / "comments.csv", "# only a comment\n\n");
+  CHECK_THROWS_CONTAINING(sd::read_csv<Shape>(dir / "comments.csv"), sd::SudokuFormatError, "found none (only comments");
+  write_text(dir / "commas.csv", std::string(1 << 20, ',') + "\n");
+  CHECK_THROWS_CONTAINING(sd::read_csv<Shape>(dir / "commas.csv"), sd::SudokuFormatError,
+                          "commas.csv:1: expected a line of at most 65536 bytes");
+
+  write_text(dir / "header_only.csv", "\xEF\xBB\xBFsource,question,answer,rating\n");
+  CHECK_THROWS_CONTAINING(mz::read_csv(dir / "header_only.csv"), mz::MazeFormatError,
+                          "header_only.csv: expected at least one maze after the header");
+  write_text(dir / "m.txt", "\xEF\xBB\xBF#####\n#S G#\n#   #\n#   #\n#####\n");
+  CHECK(mz::read_text(dir / "m.txt").size() == 1);
+  write_text(dir / "none.txt", "; a comment\n\n");
+  CHECK_THROWS_CONTAINING(mz::read_text(dir / "none.txt"), mz::MazeFormatError, "expected at least one maze, found none");
+}
+
+TEST_CASE("duplicate keys in untrusted JSON are refused (nlohmann keeps the last one silently)") {
+  CHECK_THROWS_CONTAINING(trm::io::parse_untrusted_json<trm::ValueError>(R"({"seq_len": 81, "seq_len": 900})", "dataset.json"),
+                          trm::ValueError, "dataset.json: expected unique keys, found a duplicate key 'seq_len'");
+  CHECK_THROWS_CONTAINING(trm::io::parse_untrusted_json<trm::ValueError>(R"({"a": {"b": 1, "b": 2}})", "x"), trm::ValueError,
+                          "found a duplicate key 'b' in entry 'a'");
+  CHECK(trm::io::parse_untrusted_json<trm::ValueError>(R"({"a": {"b": 1}, "c": {"b": 2}})", "x")["c"]["b"] == 2);
+  // Through the dataset reader.
+  trm::test::TempDir dir("trm_untrusted_dup");
+  fs::copy(fuzz_dir / "json_number_overflow", dir.path(), fs::copy_options::recursive);
+  for (auto& e : fs::recursive_directory_iterator(dir.path())) fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
+  write_text(dir / "train" / "dataset.json",
+             R"({"pad_id":0,"ignore_label_id":0,"blank_identifier_id":0,"vocab_size":6,"seq_len":16,"seq_len":900,)"
+             R"("num_puzzle_identifiers":1,"total_groups":3,"mean_puzzle_examples":1,"total_puzzles":3,"sets":["all"]})");
+  CHECK_THROWS_CONTAINING(trm::data::PuzzleDataset::read(dir.path(), "train"), trm::data::PuzzleDatasetError,
+                          "dataset.json", "duplicate key 'seq_len'");
+}
+
+TEST_CASE("names from files are quoted printably: a NUL in an npy descr no longer cuts the message short") {
+  const std::string dict = std::string("{'descr': '<f4") + '\0' + "x', 'fortran_order': False, 'shape': (1,), }";
+  std::string header = dict;
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string bytes = "\x93NUMPY";
+  bytes += '\x01';
+  bytes += '\x00';
+  bytes += static_cast<char>(header.size() & 0xff);
+  bytes += static_cast<char>(header.size() >> 8);
+  bytes += header + std::string(4, '\0');
+  try {
+    (void)trm::io::parse_npy(std::as_bytes(std::span<const char>(bytes.data(), bytes.size())), "nul.npy");
+    FAIL("expected a FormatError");
+  } catch (const trm::io::FormatError& e) {
+    const std::string shown = e.what();  // what a %s print shows: up to the first NUL
+    CAPTURE(shown);
+    CHECK(shown.find("nul.npy") == 0);
+    CHECK(shown.find("\\x00") != std::string::npos);
+  }
+  CHECK(trm::io::detail::single_quoted(std::string("a\0b\x1b[31m", 8)) == "'a\\x00b\\x1b[31m'");
 }

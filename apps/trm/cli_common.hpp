@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 #include <trm/io/atomic_file.hpp>
+#include <trm/io/lines.hpp>
 #include <trm/train/progress.hpp>
 
 namespace trmcli {
@@ -33,9 +34,25 @@ namespace trmcli {
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
 
+// Exit statuses of `trm` (also in `trm --help` and README.md). Scripts can tell "ran, but some
+// puzzles were not solved" (3) from "could not run" (1, 2).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitError = 1;        // bad input, checkpoint of another configuration, I/O error, ...
+inline constexpr int kExitUsage = 2;        // command-line usage error (unknown subcommand, bad flag)
+inline constexpr int kExitUnsolved = 3;     // solve / eval ran, and at least one puzzle was not solved
+inline constexpr int kExitInterrupted = 130;  // training stopped by SIGINT/SIGTERM (saved; --resume continues)
+inline constexpr const char* kExitStatusHelp =
+    "Exit status: 0 success (solve/eval: every puzzle solved); 1 error (bad input, a checkpoint of another "
+    "configuration, I/O, a non-finite training state); 2 command-line usage error; 3 solve/eval ran but did not "
+    "solve every puzzle; 130 training interrupted by SIGINT/SIGTERM (saved, --resume continues).";
+
 // A user-facing error: printed as "trm: error: <message>", exit status 1.
 struct CliError : std::runtime_error {
   using std::runtime_error::runtime_error;
+};
+// A command-line usage error found after parsing (unknown task or subcommand): exit status 2.
+struct UsageError : CliError {
+  using CliError::CliError;
 };
 
 // ---- the curated set of compiled configurations --------------------------------------------------
@@ -276,6 +293,22 @@ inline std::istream& open_input(const std::string& input, const char* noun, std:
   file.open(input, std::ios::binary);
   if (!file) throw CliError(input + ": cannot open the file (" + std::strerror(errno) + ")");
   return file;
+}
+
+inline std::string source_name(const std::string& input) { return input == "-" ? "<stdin>" : input; }
+
+// The lines of an --input (see open_input), through the library's bounded line reader: a line over
+// 64 KiB (/dev/zero as stdin, a binary file) is an error, and a file may not grow past its size at
+// opening while it is read.
+inline trm::io::LineReader<CliError> input_lines(const std::string& input, const char* noun, std::ifstream& file) {
+  std::istream& in = open_input(input, noun, file);
+  std::optional<std::uint64_t> size;
+  if (&in == &file) {
+    std::error_code ec;
+    const auto bytes = fs::file_size(input, ec);
+    if (!ec) size = bytes;
+  }
+  return trm::io::LineReader<CliError>(in, source_name(input), trm::io::default_max_line_bytes, size);
 }
 
 using trm::format_duration;

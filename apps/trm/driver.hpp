@@ -300,7 +300,7 @@ int train_task(const TrainArgs& a, const std::optional<CheckpointInfo>& resume, 
   std::printf("checkpoint: %s\nmetrics: %s\n", r.model_path.string().c_str(), r.metrics_path.string().c_str());
   if (!r.plot_path.empty()) std::printf("curve: %s\n", r.plot_path.string().c_str());
   std::fflush(stdout);
-  return r.interrupted ? 130 : 0;
+  return r.interrupted ? kExitInterrupted : kExitOk;
 }
 
 // The model of a `solve`/`eval` checkpoint: built from the spec stored in it (model_args, with the
@@ -319,6 +319,14 @@ M load_checkpoint_model(const std::string& checkpoint, const ModelSpec& spec) {
 }
 
 // The table of `trm <task> eval`.
+// The exit status of `eval`: kExitUnsolved unless every example was solved in the headline reading
+// (valid answers where the task checks them, exact answers otherwise).
+inline int eval_exit_status(const trm::EvalReport& r, bool early_exit_headline) {
+  const double solved = r.has_valid() ? (early_exit_headline ? r.valid_early : r.valid)
+                                      : (early_exit_headline ? r.exact_early : r.exact);
+  return r.count > 0 && solved == 1.0 ? kExitOk : kExitUnsolved;
+}
+
 inline void print_eval_table(const trm::EvalReport& r, const char* valid_word) {
   const double n = double(std::max<std::int64_t>(r.count, 1));
   std::printf("%-22s %9s %14s %11s %11s %11s\n", "mode", "exact", "changed cells", valid_word, "mean steps", "ms/example");

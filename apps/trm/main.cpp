@@ -10,8 +10,9 @@
 //   trm maze solve      --checkpoint maze9/model.safetensors --input mazes.txt
 //   trm <task> plot     --run DIR
 //
-// Exit status: 0 success, 1 error (bad input, checkpoint of another configuration, ...),
-// 2 command-line usage error, 130 training interrupted (Ctrl-C; the run is saved and can be resumed).
+// Exit status (cli_common.hpp kExit*): 0 success, 1 error (bad input, checkpoint of another
+// configuration, ...), 2 command-line usage error, 3 solve/eval did not solve every puzzle,
+// 130 training interrupted (Ctrl-C or SIGTERM; the run is saved and can be resumed).
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <csignal>
@@ -536,7 +537,9 @@ static int run_task(TaskCommands& t) {
     const auto info = read_info(t.sa.checkpoint);
     t.sa.expect.check(info.spec, t.sa.checkpoint);
     if (t.sa.batch < 1) throw CliError("--batch must be >= 1");
-    if (t.sa.steps < 0) throw CliError("--steps must be >= 1");
+    // 0 is the "not given" default; an explicit --steps 0 is refused like any other value < 1.
+    if (t.sa.steps < 0 || (t.sa.steps == 0 && (t.solve->get_option("--steps")->count() > 0)))
+      throw CliError("--steps: expected an integer >= 1, found " + std::to_string(t.sa.steps));
     if (maze) return by_maze_size(info.spec.size, [&]<int S>() { return maze_solve<S>(t.sa, info); });
     return by_box(info.spec.size, [&]<int R, int C>() { return sudoku_solve<R, C>(t.sa, info); });
   }
@@ -546,12 +549,46 @@ static int run_task(TaskCommands& t) {
     const auto info = read_info(t.ea.checkpoint);
     t.ea.expect.check(info.spec, t.ea.checkpoint);
     if (t.ea.batch < 1) throw CliError("--batch must be >= 1");
-    if (t.ea.steps < 0) throw CliError("--steps must be >= 1");
+    // 0 is the "not given" default; an explicit --steps 0 is refused like any other value < 1.
+    if (t.ea.steps < 0 || (t.ea.steps == 0 && (t.eval->get_option("--steps")->count() > 0)))
+      throw CliError("--steps: expected an integer >= 1, found " + std::to_string(t.ea.steps));
     if (t.ea.sample < 0) throw CliError("--sample must be >= 0");
     if (maze) return by_maze_size(info.spec.size, [&]<int S>() { return maze_eval<S>(t.ea, info); });
     return by_box(info.spec.size, [&]<int R, int C>() { return sudoku_eval<R, C>(t.ea, info); });
   }
-  return 2;
+  return kExitUsage;
+}
+
+// CLI11 reports a mistyped task or subcommand as "A subcommand is required" or as an unexpected
+// argument; name the word and list the known ones instead. Walks the leading words of argv down the
+// command tree and stops at the first option (the rest is CLI11's to check).
+static void check_command_words(const CLI::App& app, int argc, char** argv) {
+  const auto all = [](const CLI::App* a) { return !a->get_name().empty(); };
+  const CLI::App* level = &app;
+  std::string path = "trm";
+  int i = 1;
+  for (; i < argc; ++i) {
+    const std::string word = argv[i];
+    const auto subs = level->get_subcommands(all);
+    if (subs.empty() || word.empty() || word[0] == '-') break;
+    const CLI::App* next = nullptr;
+    std::string known;
+    for (const auto* s : subs) {
+      known += (known.empty() ? "" : ", ") + s->get_name();
+      if (s->check_name(word)) next = s;
+    }
+    if (!next)
+      throw UsageError(path + ": unknown " + (level == &app ? "task" : "subcommand") + " '" + word + "' (known: " +
+                       known + "; " + path + " --help lists them)");
+    level = next;
+    path += " " + word;
+  }
+  if (i == argc && level->get_subcommands(all).size() > 0) {
+    std::string known;
+    for (const auto* s : level->get_subcommands(all)) known += (known.empty() ? "" : ", ") + s->get_name();
+    throw UsageError(path + ": missing " + (level == &app ? "task" : "subcommand") + " (one of: " + known + "; " +
+                     path + " --help lists them)");
+  }
 }
 
 static int run(int argc, char** argv) {
@@ -559,21 +596,23 @@ static int run(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Print the help of every subcommand");
   app.set_version_flag("--version", std::string("trm ") + trm::version_string);
+  app.footer(kExitStatusHelp);
   std::vector<std::unique_ptr<TaskCommands>> tasks;
   for (const char* name : {"sudoku", "maze"}) {
     tasks.push_back(std::make_unique<TaskCommands>());
     tasks.back()->task = name;
     add_task_commands(app, *tasks.back());
   }
+  check_command_words(app, argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);  // prints the help or the usage error
-    return rc == 0 ? 0 : 2;
+    return rc == 0 ? kExitOk : kExitUsage;
   }
   for (auto& t : tasks)
     if (*t->self) return run_task(*t);
-  return 2;
+  return kExitUsage;
 }
 
 }  // namespace trmcli
@@ -582,9 +621,13 @@ int main(int argc, char** argv) {
   trm::cpu::use_fast_blas_kernels(argv);  // generic OpenBLAS kernels on new Xeons: re-exec
   try {
     return trmcli::run(argc, argv);
+  } catch (const trmcli::UsageError& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "trm: error: %s\n", e.what());
+    return trmcli::kExitUsage;
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "trm: error: %s\n", e.what());
-    return 1;
+    return trmcli::kExitError;
   }
 }

@@ -32,10 +32,11 @@ inline std::vector<MazeInput> read_maze_inputs(const std::string& input, int sid
   std::string text;
   {
     std::ifstream file;
-    std::istream* in = &open_input(input, "mazes", file);
-    std::ostringstream os;
-    os << in->rdbuf();
-    text = os.str();
+    auto reader = input_lines(input, "mazes", file);
+    for (std::string line; reader.next(line);) {
+      text += line;
+      text += '\n';
+    }
   }
   std::vector<MazeInput> out;
   std::istringstream is(text);
@@ -116,7 +117,7 @@ int maze_solve_model(const SolveArgs& a, const CheckpointInfo& info) {
               percent(double(n_ok) / double(mazes.size())).c_str(),
               (", " + std::to_string(n_exact) + " equal to a stored answer").c_str(),
               double(total_steps) / double(mazes.size()), a.early_exit ? " (early exit)" : "");
-  return 0;
+  return std::size_t(n_ok) == mazes.size() ? kExitOk : kExitUnsolved;
 }
 
 template <int Side, class M>
@@ -161,7 +162,7 @@ int maze_eval_model(const EvalArgs& a, const CheckpointInfo& info) {
   std::printf("exact accuracy: %s; valid and shortest: %s (%zu mazes)\n",
               percent(a.early_exit_headline ? r.exact_early : r.exact).c_str(),
               percent(a.early_exit_headline ? r.valid_early : r.valid).c_str(), count);
-  return 0;
+  return eval_exit_status(r, a.early_exit_headline);
 }
 
 // ---- entry points (instantiated per side in maze_<side>.cpp) ----------------------------------------------

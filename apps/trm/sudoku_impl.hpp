@@ -28,7 +28,6 @@ struct Puzzle {
   std::string where;  // "file:line"
 };
 
-inline std::string source_name(const std::string& input) { return input == "-" ? "<stdin>" : input; }
 
 // Reads PUZZLE[,SOLUTION] lines (or a CSV with a header, see trm/data/sudoku/csv.hpp) from a file
 // or "-" (stdin). With sample > 0, a seeded random sample of that many puzzles (in file order) is
@@ -37,19 +36,15 @@ template <class Shape>
 std::vector<Puzzle<Shape>> read_puzzles(const std::string& input, long sample = 0, std::uint64_t seed = 0) {
   const std::string src = source_name(input);
   std::ifstream file;
-  std::istream* in = &open_input(input, "puzzles", file);
+  auto reader = input_lines(input, "puzzles", file);
   std::vector<std::pair<long, std::string>> lines;
   std::string line;
-  long line_no = 0;
   bool header = false;
-  while (std::getline(*in, line)) {
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+  while (reader.next(line)) {
     if (line.empty() || line[0] == '#') continue;
     if (lines.empty() && std::isalpha(static_cast<unsigned char>(line[0]))) header = true;
-    lines.emplace_back(line_no, line);
+    lines.emplace_back(reader.line_no(), line);
   }
-  if (in->bad()) throw CliError(src + ": read error after line " + std::to_string(line_no));
   std::vector<Puzzle<Shape>> out;
   if (header) {
     // A header names the columns: let the library's reader handle it, then sample.
@@ -224,7 +219,7 @@ int solve_model(const SolveArgs& a, const CheckpointInfo& info) {
   std::printf("solved %d of %zu puzzles (%s), mean %.2f supervision steps%s\n", n_solved, puzzles.size(),
               percent(double(n_solved) / double(puzzles.size())).c_str(), double(total_steps) / double(puzzles.size()),
               a.early_exit ? " (early exit)" : "");
-  return 0;
+  return std::size_t(n_solved) == puzzles.size() ? kExitOk : kExitUnsolved;
 }
 
 // ---- eval ---------------------------------------------------------------------------------------------------------
@@ -261,7 +256,7 @@ int eval_model(const EvalArgs& a, const CheckpointInfo& info) {
                                max_steps);
   print_eval_table(r, "valid");
   std::printf("exact accuracy: %s (%zu puzzles)\n", percent(a.early_exit_headline ? r.exact_early : r.exact).c_str(), count);
-  return 0;
+  return eval_exit_status(r, a.early_exit_headline);
 }
 
 // ---- entry points (instantiated per box shape in sudoku_<R>x<C>.cpp) ------------------------------------

@@ -102,12 +102,33 @@ trm_cli_test(trm_cli_generate_bad_dir "trm: error: .*no_such_dir/x.csv: cannot w
              ${_trm} sudoku generate --box 2x2 --count 3 --blanks 6 --out "${TRM_CLI_WORK}/no_such_dir/x.csv")
 trm_cli_test(trm_cli_generate_bad_box "trm: error: --box 5x5 is not supported \\(supported: 2x2, 2x3, 3x3\\)"
              ${_trm} sudoku generate --box 5x5 --count 3)
-# Exit statuses: 0 on success, 1 on an error, 2 on a usage error.
+# Usage errors name the unknown word and list the known ones (exit status 2, checked below).
+trm_cli_test(trm_cli_unknown_subcommand "trm: error: trm sudoku: unknown subcommand 'generat' \\(known: generate, train, solve, eval, plot;"
+             ${_trm} sudoku generat --box 2x2)
+trm_cli_test(trm_cli_unknown_task "trm: error: trm: unknown task 'mase' \\(known: sudoku, maze;"
+             ${_trm} mase train)
+trm_cli_test(trm_cli_missing_subcommand "trm: error: trm maze: missing subcommand \\(one of: generate, build, train, solve, eval, plot;"
+             ${_trm} maze)
+trm_cli_test(trm_cli_solve_steps_zero "trm: error: --steps: expected an integer >= 1, found 0"
+             ${_solve} "${TRM_CLI_DATA}/good4.csv" --steps 0)
+trm_cli_test(trm_cli_help_exit_status "Exit status: 0 success.*3 solve/eval ran but did not solve every puzzle" ${_trm} --help)
+# solve and eval: status 0 when every puzzle was solved, 3 when some were not (which of the two
+# depends on how well the tiny model trained, so the test checks that the status agrees with the count).
+trm_cli_test(trm_cli_unsolved_status "SOLVE_STATUS_AGREES.*EVAL_STATUS_AGREES"
+             sh -c "out=$(\"$1\" sudoku solve --checkpoint \"$2\" --input \"$3\" --threads 1); rc=$?
+echo \"$out\" | tail -n 1
+if echo \"$out\" | grep -q 'solved 5 of 5 puzzles'; then want=0; else want=3; fi
+test $rc = $want && echo SOLVE_STATUS_AGREES
+out=$(\"$1\" sudoku eval --checkpoint \"$2\" --input \"$3\" --threads 1); rc=$?
+if echo \"$out\" | grep -q 'exact accuracy: 100.0%'; then want=0; else want=3; fi
+test $rc = $want && echo EVAL_STATUS_AGREES"
+             sh ${_trm} "${TRM_CLI_CKPT}" "${TRM_CLI_DATA}/good4.csv")
+# Exit statuses: 0 on success, 1 on an error, 2 on a usage error (a bad flag, an unknown subcommand).
 # The training curve of the tiny run, redrawn from its metrics.csv (gnuplot: tools/install_deps.sh).
 trm_cli_test(trm_cli_plot "curve: .*plot4.png.*PNG_OK"
              sh -c "\"$1\" sudoku plot --run \"$2\" --out \"$3\" && test -s \"$3\" && echo PNG_OK"
              sh ${_trm} "${TRM_CLI_RUN}" "${TRM_CLI_WORK}/plot4.png")
-trm_cli_test(trm_cli_exit_status "STATUS 0 1 1 2"
+trm_cli_test(trm_cli_exit_status "STATUS 0 1 1 2 2 2"
              sh -c "\"$1\" sudoku generate --box 2x2 --count 1 --blanks 4 >/dev/null 2>&1
 a=$?
 \"$1\" sudoku solve --checkpoint \"$2\" --input \"$3\" >/dev/null 2>&1
@@ -116,7 +137,11 @@ b=$?
 c=$?
 \"$1\" sudoku train --bogus >/dev/null 2>&1
 d=$?
-echo STATUS $a $b $c $d"
+\"$1\" sudoku generat >/dev/null 2>&1
+e=$?
+\"$1\" maze >/dev/null 2>&1
+f=$?
+echo STATUS $a $b $c $d $e $f"
              sh ${_trm} "${TRM_CLI_CKPT}" "${TRM_CLI_DATA}/several.csv")
 
 # ---- maze: the same driver over MazeTask ----------------------------------------------------------------

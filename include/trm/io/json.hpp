@@ -8,8 +8,10 @@
 // into the caller's error type with the source named. json_brief describes a value for a
 // message in bounded space.
 #include <cstddef>
+#include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -49,19 +51,51 @@ inline std::string bounded_message(std::string m, std::size_t limit = 200) {
 }
 
 // `what` names the source in errors ("<file>: metadata entry 'x'"). Error: an exception type
-// constructible from a std::string.
+// constructible from a std::string. Duplicate keys are refused at every level (nlohmann keeps the
+// last one silently, so {"seq_len": 81, "seq_len": 900} would read as 900 with no word);
+// `top_level_key` names what the keys of the outermost object are ("tensor name" in a
+// safetensors header).
 template <class Error>
-nlohmann::json parse_untrusted_json(std::string_view text, const std::string& what, int max_depth = max_json_depth) {
+nlohmann::json parse_untrusted_json(std::string_view text, const std::string& what, int max_depth = max_json_depth,
+                                    const char* top_level_key = "key") {
+  using nlohmann::json;
   if (const int d = json_nesting_depth(text, max_depth); d > max_depth)
     throw Error(what + ": expected JSON nested at most " + std::to_string(max_depth) + " levels deep, found deeper (" +
                 std::to_string(d) + "+ levels)");
+  // The parser callback sees every key; a stack of the open objects' keys finds repeats. Depth is
+  // bounded above, so the stack is too.
+  struct Scope {
+    std::string name;
+    std::set<std::string> keys;
+  };
+  std::vector<Scope> scopes;
+  std::string last_key, duplicate;
+  auto on_event = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start: scopes.push_back({last_key, {}}); break;
+      case json::parse_event_t::object_end: scopes.pop_back(); break;
+      case json::parse_event_t::key:
+        last_key = parsed.get<std::string>();
+        if (!scopes.back().keys.insert(last_key).second && duplicate.empty()) {
+          duplicate = scopes.size() == 1 ? std::string(top_level_key) + " '" + bounded_message(last_key, 80) + "'"
+                                         : "key '" + bounded_message(last_key, 80) + "' in entry '" +
+                                               bounded_message(scopes.back().name, 80) + "'";
+        }
+        break;
+      default: break;
+    }
+    return true;
+  };
+  json value;
   try {
-    return nlohmann::json::parse(text.begin(), text.end());
-  } catch (const nlohmann::json::parse_error& e) {
+    value = json::parse(text.begin(), text.end(), on_event);
+  } catch (const json::parse_error& e) {
     throw Error(what + ": expected valid JSON, found a parse error: " + bounded_message(e.what()));
-  } catch (const nlohmann::json::exception& e) {  // e.g. out_of_range: a number like 1e400
+  } catch (const json::exception& e) {  // e.g. out_of_range: a number like 1e400
     throw Error(what + ": expected valid JSON, found a value it cannot hold: " + bounded_message(e.what()));
   }
+  if (!duplicate.empty()) throw Error(what + ": expected unique keys, found a duplicate " + duplicate);
+  return value;
 }
 
 // A value for an error message: its type and at most 80 characters of it.

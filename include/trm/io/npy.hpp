@@ -80,7 +80,7 @@ inline constexpr unsigned char kNpyMagic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
 // Maps a descr string to a DType; nullopt with `why` set when unsupported.
 inline std::optional<DType> dtype_from_npy_descr(std::string_view descr, std::string& why) {
   if (descr.size() < 3) {
-    why = "unsupported dtype descr '" + std::string(descr) + "'";
+    why = "unsupported dtype descr " + single_quoted(descr);
     return std::nullopt;
   }
   const char order = descr[0];
@@ -93,13 +93,13 @@ inline std::optional<DType> dtype_from_npy_descr(std::string_view descr, std::st
     // For wider types only little-endian '<' is accepted.
     if (order == '<' || (order == '|' && dtype_size(t) == 1)) return t;
     if (order == '>' || order == '=' || order == '|') {
-      why = "dtype descr '" + std::string(descr) + "' is not little-endian" +
+      why = "dtype descr " + single_quoted(descr) + " is not little-endian" +
             (order == '>' ? " (big-endian data is not supported)" : " (byte order must be '<')");
       return std::nullopt;
     }
     break;
   }
-  why = "unsupported dtype descr '" + std::string(descr) + "' (supported: <f8 <f4 <f2 <i8 <i4 <i2 |i1 |u1 |b1)";
+  why = "unsupported dtype descr " + single_quoted(descr) + " (supported: <f8 <f4 <f2 <i8 <i4 <i2 |i1 |u1 |b1)";
   return std::nullopt;
 }
 
@@ -127,7 +127,7 @@ class NpyHeaderParser {
     skip_ws();
     while (!at('}')) {
       const std::string key = parse_string("a quoted key");
-      if (!keys.insert(key).second) fail("duplicate key '" + key + "'");
+      if (!keys.insert(key).second) fail("duplicate key " + single_quoted(key));
       skip_ws();
       expect(':');
       skip_ws();
@@ -139,7 +139,7 @@ class NpyHeaderParser {
       } else if (key == "shape") {
         header.shape = parse_shape();
       } else {
-        fail("unexpected key '" + key + "' (expected 'descr', 'fortran_order', 'shape')");
+        fail("unexpected key " + single_quoted(key) + " (expected 'descr', 'fortran_order', 'shape')");
       }
       skip_ws();
       if (at(',')) {
@@ -301,7 +301,7 @@ inline NpyArray parse_npy(std::span<const std::byte> bytes, std::string_view sou
   const std::size_t nbytes = detail::checked_nbytes(array.shape, array.dtype, src);
   const std::span<const std::byte> data = bytes.subspan(data_start + static_cast<std::size_t>(header_len));
   if (data.size() != nbytes) {
-    throw fail("shape " + detail::npy_shape_repr(array.shape) + " with descr '" + header.descr + "' needs " +
+    throw fail("shape " + detail::npy_shape_repr(array.shape) + " with descr " + detail::single_quoted(header.descr) + " needs " +
                std::to_string(nbytes) + " data bytes, file has " + std::to_string(data.size()) +
                (data.size() < nbytes ? " (truncated file)" : " (trailing bytes)"));
   }

@@ -243,11 +243,26 @@ std::vector<std::byte> encode_values(std::span<const T> values) {
 
 // 'name' (built piecewise: "'" + std::string(s) + "'" trips a GCC 12
 // -Wrestrict false positive at -O3).
+// Names come from files, so the quoted text is made safe to print: bytes outside printable ASCII
+// (a NUL would cut the message short where it is printed with %s, an escape sequence would drive
+// the terminal) are written as \xNN, and at most 120 characters are kept.
 inline std::string single_quoted(std::string_view s) {
+  static constexpr char hex[] = "0123456789abcdef";
+  constexpr std::size_t keep = 120;
   std::string out;
-  out.reserve(s.size() + 2);
+  out.reserve(std::min(s.size(), keep) + 2);
   out += '\'';
-  out.append(s);
+  for (std::size_t i = 0; i < s.size() && i < keep; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  if (s.size() > keep) out += "...";
   out += '\'';
   return out;
 }
@@ -447,40 +462,8 @@ inline SafetensorsFile SafetensorsFile::parse(std::span<const std::byte> bytes, 
   if (header_text.empty() || header_text.front() != '{') throw fail("header does not start with '{'");
   const std::span<const std::byte> buffer = bytes.subspan(8 + static_cast<std::size_t>(header_len));
 
-  // nlohmann::json keeps the last of duplicate keys silently; the parser
-  // callback sees every key, so we detect duplicates at any nesting level.
-  struct Scope {
-    std::string name;
-    std::set<std::string> keys;
-  };
-  std::vector<Scope> scopes;
-  std::string last_key, duplicate;
-  auto on_event = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
-    switch (event) {
-      case json::parse_event_t::object_start: scopes.push_back({last_key, {}}); break;
-      case json::parse_event_t::object_end: scopes.pop_back(); break;
-      case json::parse_event_t::key:
-        last_key = parsed.get<std::string>();
-        if (!scopes.back().keys.insert(last_key).second && duplicate.empty()) {
-          duplicate = scopes.size() == 1 ? "duplicate tensor name " + detail::single_quoted(last_key)
-                                         : "duplicate key " + detail::single_quoted(last_key) + " in entry " +
-                                               detail::single_quoted(scopes.back().name);
-        }
-        break;
-      default: break;
-    }
-    return true;
-  };
-  if (const int d = json_nesting_depth(header_text); d > max_json_depth)
-    throw fail("header: expected JSON nested at most " + std::to_string(max_json_depth) + " levels deep, found deeper (" +
-               std::to_string(d) + "+ levels)");
-  json header;
-  try {
-    header = json::parse(header_text.begin(), header_text.end(), on_event);
-  } catch (const json::exception& e) {
-    throw fail(std::string("invalid JSON header: ") + bounded_message(e.what()));
-  }
-  if (!duplicate.empty()) throw fail("header has a " + duplicate);
+  // Depth limit, duplicate keys at any level, parse errors: one implementation (io/json.hpp).
+  const json header = parse_untrusted_json<FormatError>(header_text, src + ": header", max_json_depth, "tensor name");
   if (!header.is_object()) throw fail("header is not a JSON object");
 
   struct Entry {

@@ -6,7 +6,8 @@
 //   <source>,<question>,<answer>,<rating>  one maze per line
 // question and answer have rows * cols characters of "# SGo" (sides given by the caller, 30x30 by
 // default). Fields may be double-quoted (RFC 4180, "" inside quotes); lines end with "\n" or
-// "\r\n"; no empty lines (the reference's csv loop fails on them too). Each example is checked:
+// "\r\n" (io::LineReader: a UTF-8 byte-order mark is skipped, lines over 64 KiB are refused); no
+// empty lines (the reference's csv loop fails on them too). Each example is checked:
 // exactly one 'S' and one 'G', no 'o' in the question, and an answer consistent with it (the
 // same walls, S and G; 'o' only where the question is open). With require_shortest the answer
 // must also be a valid shortest path (check_path).
@@ -28,7 +29,7 @@
 
 #include "trm/data/maze/grid.hpp"
 #include "trm/data/maze/solver.hpp"
-#include "trm/io/atomic_file.hpp"
+#include "trm/io/lines.hpp"
 
 namespace trm::data::maze {
 
@@ -110,16 +111,14 @@ inline std::optional<std::vector<std::string>> split_csv(std::string_view line, 
 }
 }  // namespace detail
 
-inline std::vector<MazeExample> parse_csv(std::istream& in, std::string_view source_name = "<stdin>",
-                                          const MazeCsvOptions& options = {}) {
-  const std::string src(source_name);
+namespace detail {
+inline std::vector<MazeExample> parse_csv_lines(io::LineReader<MazeFormatError>& lines, const MazeCsvOptions& options) {
+  const std::string& src = lines.source_name();
   detail::check_sides(options.rows, options.cols, src + ": MazeCsvOptions");
   std::vector<MazeExample> out;
   std::string line;
-  long line_no = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+  while (lines.next(line)) {
+    const long line_no = lines.line_no();
     const std::string where = src + ":" + std::to_string(line_no) + ": ";
     if (line_no == 1) {
       if (line != "source,question,answer,rating")
@@ -142,20 +141,24 @@ inline std::vector<MazeExample> parse_csv(std::istream& in, std::string_view sou
     check_example(ex.question, ex.answer, where, options.require_shortest);
     out.push_back(std::move(ex));
   }
-  if (in.bad()) throw MazeFormatError(src + ": read error after line " + std::to_string(line_no));
-  if (line_no == 0) throw MazeFormatError(src + ":1: header: expected \"source,question,answer,rating\", found an empty file");
+  if (lines.line_no() == 0) throw MazeFormatError(src + ":1: header: expected \"source,question,answer,rating\", found an empty file");
+  // A header alone is almost always a truncated file, not a request for no mazes.
+  if (out.empty()) throw MazeFormatError(src + ": expected at least one maze after the header, found none");
   return out;
+}
+}  // namespace detail
+
+inline std::vector<MazeExample> parse_csv(std::istream& in, std::string_view source_name = "<stdin>",
+                                          const MazeCsvOptions& options = {}) {
+  io::LineReader<MazeFormatError> lines(in, std::string(source_name));
+  return detail::parse_csv_lines(lines, options);
 }
 
 inline std::vector<MazeExample> read_csv(const std::filesystem::path& path, const MazeCsvOptions& options = {}) {
-  try {
-    io::require_regular_file(path);  // a FIFO would block, /dev/zero never end
-  } catch (const io::NotAFileError& e) {
-    throw MazeFormatError(e.what());
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw MazeFormatError(path.string() + ": cannot open the file");
-  return parse_csv(in, path.string(), options);
+  std::ifstream in;
+  const std::uint64_t size = io::open_text_file<MazeFormatError>(path, in);
+  io::LineReader<MazeFormatError> lines(in, path.string(), io::default_max_line_bytes, size);
+  return detail::parse_csv_lines(lines, options);
 }
 
 // Writes the Maze-Hard CSV layout (no quoting is needed: no field may hold ',', '"' or a newline).
@@ -172,8 +175,9 @@ inline std::string to_csv(const std::vector<MazeExample>& examples) {
 
 // Plain-text mazes (see the top of this file). Each maze is only checked for its characters and
 // shape; use check_example / solve for more.
-inline std::vector<Maze> parse_text(std::istream& in, std::string_view source_name = "<stdin>") {
-  const std::string src(source_name);
+namespace detail {
+inline std::vector<Maze> parse_text_lines(io::LineReader<MazeFormatError>& lines) {
+  const std::string& src = lines.source_name();
   std::vector<Maze> out;
   std::string block;
   long first_line = 0, line_no = 0;
@@ -185,9 +189,8 @@ inline std::vector<Maze> parse_text(std::istream& in, std::string_view source_na
     width = -1;
   };
   std::string line;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+  while (lines.next(line)) {
+    line_no = lines.line_no();
     if (!line.empty() && line[0] == ';') continue;
     if (line.empty()) {
       flush();
@@ -207,19 +210,23 @@ inline std::vector<Maze> parse_text(std::istream& in, std::string_view source_na
     block += '\n';
   }
   flush();
-  if (in.bad()) throw MazeFormatError(src + ": read error after line " + std::to_string(line_no));
+  if (out.empty())
+    throw MazeFormatError(src + ": expected at least one maze, found none (" +
+                          (line_no == 0 ? std::string("an empty file") : "only comments and blank lines") + ")");
   return out;
+}
+}  // namespace detail
+
+inline std::vector<Maze> parse_text(std::istream& in, std::string_view source_name = "<stdin>") {
+  io::LineReader<MazeFormatError> lines(in, std::string(source_name));
+  return detail::parse_text_lines(lines);
 }
 
 inline std::vector<Maze> read_text(const std::filesystem::path& path) {
-  try {
-    io::require_regular_file(path);  // a FIFO would block, /dev/zero never end
-  } catch (const io::NotAFileError& e) {
-    throw MazeFormatError(e.what());
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw MazeFormatError(path.string() + ": cannot open the file");
-  return parse_text(in, path.string());
+  std::ifstream in;
+  const std::uint64_t size = io::open_text_file<MazeFormatError>(path, in);
+  io::LineReader<MazeFormatError> lines(in, path.string(), io::default_max_line_bytes, size);
+  return detail::parse_text_lines(lines);
 }
 
 }  // namespace trm::data::maze

@@ -5,7 +5,8 @@
 //   PUZZLE              a puzzle alone: it is solved here (it must have exactly one solution)
 //   PUZZLE,SOLUTION     a puzzle with its solution: both are checked
 // PUZZLE has N*N characters, row by row: '1'..'N' for givens, '.' or '0' for blanks. SOLUTION has
-// N*N digits '1'..'N'. Lines end with "\n" or "\r\n". Empty lines and lines starting with '#'
+// N*N digits '1'..'N'. Lines end with "\n" or "\r\n" (io::LineReader: a UTF-8 byte-order mark is
+// skipped, lines over 64 KiB are refused). Empty lines and lines starting with '#'
 // (tdoku's header comments) are skipped. An optional header on the first data line is recognised
 // by its first character being a letter; its comma-separated names pick the columns: the puzzle
 // is the column named puzzle/question/quizzes/quiz, the solution the one named
@@ -15,7 +16,7 @@
 // Every problem throws SudokuFormatError (a trm::ValueError) whose message starts with
 // "<file>:<line>: " and says what was expected and what was found: wrong field count or length,
 // a bad character, givens that conflict, a puzzle with no or several solutions, a solution that is
-// not a valid grid or that changes a given.
+// not a valid grid or that changes a given, a list with no puzzle at all.
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -28,7 +29,7 @@
 #include "trm/core/error.hpp"
 #include "trm/data/sudoku/grid.hpp"
 #include "trm/data/sudoku/solver.hpp"
-#include "trm/io/atomic_file.hpp"
+#include "trm/io/lines.hpp"
 
 namespace trm::data::sudoku {
 
@@ -138,24 +139,20 @@ Example<S> check_example(const Grid<S>& puzzle, const std::optional<Grid<S>>& so
   return ex;
 }
 
-// Reads a whole list from a stream; `source_name` names it in errors (e.g. "<stdin>").
+namespace detail {
 template <SudokuShapeType S>
-std::vector<Example<S>> parse_csv(std::istream& in, std::string_view source_name = "<stdin>",
-                                  const CsvOptions& options = {}) {
+std::vector<Example<S>> parse_csv_lines(io::LineReader<SudokuFormatError>& lines, const CsvOptions& options) {
   static_assert(S::n <= 9, "sudoku CSV: one character per cell needs N <= 9");
-  const std::string src(source_name);
+  const std::string& src = lines.source_name();
   std::vector<Example<S>> out;
   std::string line;
-  long line_no = 0;
   bool first_data_line = true;
   std::size_t puzzle_col = 0;
   std::optional<std::size_t> solution_col;
   std::size_t min_fields = 1, max_fields = 2;  // without a header: PUZZLE[,SOLUTION]
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+  while (lines.next(line)) {
     if (line.empty() || line[0] == '#') continue;
-    const std::string where = src + ":" + std::to_string(line_no) + ": ";
+    const std::string where = src + ":" + std::to_string(lines.line_no()) + ": ";
     const auto fields = detail::split_commas(line);
     if (first_data_line) {
       first_data_line = false;
@@ -188,20 +185,28 @@ std::vector<Example<S>> parse_csv(std::istream& in, std::string_view source_name
     }
     out.push_back(check_example(puzzle, solution, where, options));
   }
-  if (in.bad()) throw SudokuFormatError(src + ": read error after line " + std::to_string(line_no));
+  // An empty list is almost always a truncated or wrong file, not a request for no puzzles.
+  if (out.empty())
+    throw SudokuFormatError(src + ": expected at least one puzzle, found none (" +
+                            (lines.line_no() == 0 ? std::string("an empty file") : "only comments, blank lines or a header") + ")");
   return out;
+}
+}  // namespace detail
+
+// Reads a whole list from a stream; `source_name` names it in errors (e.g. "<stdin>").
+template <SudokuShapeType S>
+std::vector<Example<S>> parse_csv(std::istream& in, std::string_view source_name = "<stdin>",
+                                  const CsvOptions& options = {}) {
+  io::LineReader<SudokuFormatError> lines(in, std::string(source_name));
+  return detail::parse_csv_lines<S>(lines, options);
 }
 
 template <SudokuShapeType S>
 std::vector<Example<S>> read_csv(const std::filesystem::path& path, const CsvOptions& options = {}) {
-  try {
-    io::require_regular_file(path);  // a FIFO would block, /dev/zero never end
-  } catch (const io::NotAFileError& e) {
-    throw SudokuFormatError(e.what());
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw SudokuFormatError(path.string() + ": cannot open the file");
-  return parse_csv<S>(in, path.string(), options);
+  std::ifstream in;
+  const std::uint64_t size = io::open_text_file<SudokuFormatError>(path, in);
+  io::LineReader<SudokuFormatError> lines(in, path.string(), io::default_max_line_bytes, size);
+  return detail::parse_csv_lines<S>(lines, options);
 }
 
 }  // namespace trm::data::sudoku
