@@ -320,12 +320,12 @@ TEST_CASE("puzzle dataset: sizes are checked against the file size before alloca
                   std::string bytes = trm::io::npy_header(trm::io::DType::U8, {1000000000000, L});
                   spit(t / "all__inputs.npy", bytes + "abcd");
                 }),
-                {"all__inputs.npy", "data size", "expected 4000000000000 bytes", "found 4 (truncated file)"});
+                {"all__inputs.npy", "needs 4000000000000 data bytes", "file has 4 (truncated file)"});
   check_message(error_after([](const fs::path& t) {
                   std::string s = slurp(t / "all__labels.npy");
                   spit(t / "all__labels.npy", s + "x");
                 }),
-                {"all__labels.npy", "data size", "expected", "(trailing bytes)"});
+                {"all__labels.npy", "data bytes, file has", "(trailing bytes)"});
   // The hand-written header is the one np.save / io::serialize_npy writes.
   const std::vector<std::int32_t> v{1, 2, 3};
   const auto ref = trm::io::serialize_npy(trm::io::make_npy<std::int32_t>({3}, std::span<const std::int32_t>(v)));

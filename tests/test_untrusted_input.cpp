@@ -35,6 +35,19 @@ void write_text(const fs::path& p, const std::string& text) {
   out << text;
 }
 
+// An npy 1.0 image with this header dict (written as given, padded) and data.
+std::string npy_v1(const std::string& dict, const std::string& data) {
+  std::string header = dict;
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string bytes = "\x93NUMPY";
+  bytes += '\x01';
+  bytes += '\x00';
+  bytes += static_cast<char>(header.size() & 0xff);
+  bytes += static_cast<char>(header.size() >> 8);
+  return bytes + header + data;
+}
+
 // A safetensors file with this JSON header and no data.
 void write_safetensors_header(const fs::path& p, const std::string& header) {
   std::string bytes(8, '\0');
@@ -239,15 +252,7 @@ TEST_CASE("duplicate keys in untrusted JSON are refused (nlohmann keeps the last
 
 TEST_CASE("names from files are quoted printably: a NUL in an npy descr no longer cuts the message short") {
   const std::string dict = std::string("{'descr': '<f4") + '\0' + "x', 'fortran_order': False, 'shape': (1,), }";
-  std::string header = dict;
-  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
-  header += '\n';
-  std::string bytes = "\x93NUMPY";
-  bytes += '\x01';
-  bytes += '\x00';
-  bytes += static_cast<char>(header.size() & 0xff);
-  bytes += static_cast<char>(header.size() >> 8);
-  bytes += header + std::string(4, '\0');
+  const std::string bytes = npy_v1(dict, std::string(4, '\0'));
   try {
     (void)trm::io::parse_npy(std::as_bytes(std::span<const char>(bytes.data(), bytes.size())), "nul.npy");
     FAIL("expected a FormatError");
@@ -258,4 +263,37 @@ TEST_CASE("names from files are quoted printably: a NUL in an npy descr no longe
     CHECK(shown.find("\\x00") != std::string::npos);
   }
   CHECK(trm::io::detail::single_quoted(std::string("a\0b\x1b[31m", 8)) == "'a\\x00b\\x1b[31m'");
+}
+
+TEST_CASE("read_file never reads past a file's size at opening (a file that grows while read)") {
+  // Files of /proc are regular files of size 0 whose content appears when read: the same as a
+  // file that grows after it was opened, deterministically.
+  CHECK_THROWS_CONTAINING(trm::io::read_file("/proc/self/status"), trm::io::FileChangedError,
+                          "/proc/self/status: the file grew while it was read (it had 0 bytes when opened)");
+  trm::test::TempDir dir("trm_read_file");
+  write_text(dir / "ok.bin", "12345");
+  CHECK(trm::io::read_file(dir / "ok.bin").size() == 5);
+}
+
+TEST_CASE("shapes of more than 64 dimensions are refused while parsing (33M zero dimensions took 1.4 GB)") {
+  trm::test::TempDir dir("trm_rank");
+  std::string dims = "0";
+  for (int i = 0; i < 100000; ++i) dims += ",0";
+  write_safetensors_header(dir / "rank.safetensors", R"({"w": {"dtype": "F32", "shape": [)" + dims + R"(], "data_offsets": [0, 0]}})");
+  CHECK_THROWS_CONTAINING(trm::io::SafetensorsFile::load(dir / "rank.safetensors"), trm::io::FormatError,
+                          "rank.safetensors: header: expected arrays of at most 64 elements, found a longer one in entry 'shape'");
+  // 64 dimensions are fine.
+  std::string d64 = "1";
+  for (int i = 1; i < 64; ++i) d64 += ",1";
+  const std::string h64 = R"({"w": {"dtype": "U8", "shape": [)" + d64 + R"(], "data_offsets": [0, 1]}})";
+  std::string file64(8, '\0');
+  const std::uint64_t n64 = h64.size();
+  std::memcpy(file64.data(), &n64, 8);
+  write_text(dir / "r64.safetensors", file64 + h64 + "\x01");
+  CHECK(trm::io::SafetensorsFile::load(dir / "r64.safetensors").at("w").shape.size() == 64);
+  std::string d65 = "1";
+  for (int i = 1; i < 65; ++i) d65 += ", 1";
+  const std::string npy = npy_v1("{'descr': '|u1', 'fortran_order': False, 'shape': (" + d65 + "), }", "\x01");
+  CHECK_THROWS_CONTAINING(trm::io::parse_npy(std::as_bytes(std::span<const char>(npy.data(), npy.size())), "rank.npy"),
+                          trm::io::FormatError, "more than 64 dimensions");
 }

@@ -176,44 +176,24 @@ struct NpyInfo {
   std::uint64_t data_bytes = 0;
 };
 
-inline constexpr std::uint64_t kMaxNpyHeader = std::uint64_t{1} << 20;
-
+// The npy checks are io::detail::read_npy_layout's (the same as io::parse_npy), on the file read
+// piecewise; its FormatErrors become PuzzleDatasetErrors with the same text.
 inline NpyInfo read_npy_header(const InputFile& f, const std::filesystem::path& path) {
-  const std::string src = path.string();
-  const std::uint64_t size = f.size();
-  if (size < 10) fail(src, "npy header", "at least 10 bytes", std::to_string(size) + " bytes");
-  unsigned char pre[12] = {};
-  f.read(0, pre, static_cast<std::size_t>(std::min<std::uint64_t>(size, 12)));
-  for (int i = 0; i < 6; ++i)
-    if (pre[i] != io::detail::kNpyMagic[i]) fail(src, "npy magic", "\"\\x93NUMPY\"", "other bytes (not an npy file)");
-  const unsigned major = pre[6], minor = pre[7];
-  if (major < 1 || major > 3 || minor != 0)
-    fail(src, "npy version", "1.0, 2.0 or 3.0", std::to_string(major) + "." + std::to_string(minor));
-  const std::size_t length_bytes = major == 1 ? 2 : 4;
-  if (size < 8 + length_bytes) fail(src, "npy header length", "a complete length field", "the end of the file");
-  std::uint64_t header_len = 0;
-  for (std::size_t i = 0; i < length_bytes; ++i) header_len |= std::uint64_t{pre[8 + i]} << (8 * i);
-  const std::uint64_t data_start = 8 + length_bytes;
-  if (header_len > kMaxNpyHeader || header_len > size - data_start)
-    fail(src, "npy header length", "at most " + std::to_string(std::min(kMaxNpyHeader, size - data_start)) +
-                                       " bytes (the file size)", std::to_string(header_len) + " (corrupt or truncated)");
-  std::string text(static_cast<std::size_t>(header_len), '\0');
-  f.read(data_start, text.data(), text.size());
-  const io::detail::NpyHeader header = io::detail::NpyHeaderParser(text, src, major <= 2).parse();
-  std::string why;
-  const auto dtype = io::detail::dtype_from_npy_descr(header.descr, why);
-  if (!dtype) throw PuzzleDatasetError(src + ": dtype: " + why);
-  if (header.fortran_order) fail(src, "fortran_order", "False (C order)", "True");
+  io::detail::NpyLayout layout;
+  try {
+    layout = io::detail::read_npy_layout(
+        f.size(), [&](std::uint64_t offset, void* dst, std::size_t n) { f.read(offset, dst, n); }, path.string());
+  } catch (const PuzzleDatasetError&) {
+    throw;
+  } catch (const io::FormatError& e) {
+    throw PuzzleDatasetError(e.what());
+  }
   NpyInfo info;
   info.path = path;
-  info.dtype = *dtype;
-  info.shape = header.shape;
-  info.data_offset = data_start + header_len;
-  info.data_bytes = io::detail::checked_nbytes(info.shape, info.dtype, src);
-  const std::uint64_t have = size - info.data_offset;
-  if (have != info.data_bytes)
-    fail(src, "data size", std::to_string(info.data_bytes) + " bytes for shape " + trm::format_shape(info.shape),
-         std::to_string(have) + (have < info.data_bytes ? " (truncated file)" : " (trailing bytes)"));
+  info.dtype = layout.dtype;
+  info.shape = std::move(layout.shape);
+  info.data_offset = layout.data_offset;
+  info.data_bytes = layout.data_bytes;
   return info;
 }
 

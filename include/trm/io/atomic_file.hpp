@@ -69,6 +69,12 @@ class NotAFileError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A file that changed size while it was read (see read_file).
+class FileChangedError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // Readers of whole files call this before open(): a FIFO without a writer blocks open() forever,
 // /dev/zero never ends, a directory holds no data. stat() follows symbolic links, so a link to a
 // regular file is fine. Throws NotAFileError naming the path and what it is; a path that cannot
@@ -86,7 +92,8 @@ inline void require_regular_file(const std::filesystem::path& path) {
   throw NotAFileError(path.string() + ": expected a regular file, found " + kind);
 }
 
-// Reads a whole regular file into memory. Throws NotAFileError or std::system_error naming the path.
+// Reads a whole regular file into memory. Throws NotAFileError, FileChangedError (it grew while
+// read) or std::system_error, naming the path.
 inline std::vector<std::byte> read_file(const std::filesystem::path& path) {
   require_regular_file(path);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -98,12 +105,15 @@ inline std::vector<std::byte> read_file(const std::filesystem::path& path) {
 
   struct ::stat st {};
   if (::fstat(fd, &st) != 0) detail::throw_errno(errno, "cannot stat '" + path.string() + "'");
-  if (S_ISDIR(st.st_mode)) detail::throw_errno(EISDIR, "cannot read '" + path.string() + "'");
+  // Checked again on the open descriptor: the path may have been replaced since the stat().
+  if (!S_ISREG(st.st_mode)) throw NotAFileError(path.string() + ": expected a regular file, found another kind of file");
 
   std::vector<std::byte> bytes;
-  if (S_ISREG(st.st_mode)) bytes.reserve(static_cast<std::size_t>(st.st_size));
-  // Read until EOF rather than trusting st_size, so a file that changes size
-  // while being read is still read consistently up to where it ends.
+  const auto size_at_open = static_cast<std::uint64_t>(st.st_size);
+  bytes.reserve(static_cast<std::size_t>(size_at_open));
+  // Read until EOF, so a file that shrinks while being read is read up to where it ends (the
+  // parsers then see a truncated file), but never past its size at opening: a file that keeps
+  // growing (a log, a download in progress) would otherwise be read without bound.
   std::byte chunk[1 << 16];
   for (;;) {
     const ::ssize_t n = ::read(fd, chunk, sizeof chunk);
@@ -112,6 +122,9 @@ inline std::vector<std::byte> read_file(const std::filesystem::path& path) {
       detail::throw_errno(errno, "cannot read '" + path.string() + "'");
     }
     if (n == 0) break;
+    if (bytes.size() + static_cast<std::size_t>(n) > size_at_open)
+      throw FileChangedError(path.string() + ": the file grew while it was read (it had " + std::to_string(size_at_open) +
+                             " bytes when opened); read it again once it is complete");
     bytes.insert(bytes.end(), chunk, chunk + n);
   }
   return bytes;

@@ -50,39 +50,60 @@ inline std::string bounded_message(std::string m, std::size_t limit = 200) {
   return m;
 }
 
+// Limits of parse_untrusted_json beyond the syntax.
+struct JsonLimits {
+  int max_depth = max_json_depth;
+  // The longest array accepted. nlohmann holds each element in about 16 bytes plus its value, so
+  // a crafted array of zeros takes ~8x its text: a reader whose arrays are short (a safetensors
+  // shape) sets this to refuse the array while it is parsed, before the memory is spent.
+  std::size_t max_array_length = std::size_t(-1);
+  const char* top_level_key = "key";  // what the outermost object's keys are, in messages ("tensor name")
+};
+
 // `what` names the source in errors ("<file>: metadata entry 'x'"). Error: an exception type
 // constructible from a std::string. Duplicate keys are refused at every level (nlohmann keeps the
-// last one silently, so {"seq_len": 81, "seq_len": 900} would read as 900 with no word);
-// `top_level_key` names what the keys of the outermost object are ("tensor name" in a
-// safetensors header).
+// last one silently, so {"seq_len": 81, "seq_len": 900} would read as 900 with no word).
 template <class Error>
-nlohmann::json parse_untrusted_json(std::string_view text, const std::string& what, int max_depth = max_json_depth,
-                                    const char* top_level_key = "key") {
+nlohmann::json parse_untrusted_json(std::string_view text, const std::string& what, const JsonLimits& limits = {}) {
   using nlohmann::json;
-  if (const int d = json_nesting_depth(text, max_depth); d > max_depth)
-    throw Error(what + ": expected JSON nested at most " + std::to_string(max_depth) + " levels deep, found deeper (" +
-                std::to_string(d) + "+ levels)");
-  // The parser callback sees every key; a stack of the open objects' keys finds repeats. Depth is
-  // bounded above, so the stack is too.
+  if (const int d = json_nesting_depth(text, limits.max_depth); d > limits.max_depth)
+    throw Error(what + ": expected JSON nested at most " + std::to_string(limits.max_depth) +
+                " levels deep, found deeper (" + std::to_string(d) + "+ levels)");
+  // The parser callback sees every key and value; a stack of the open containers finds repeated
+  // keys and counts array elements. Depth is bounded above, so the stack is too.
   struct Scope {
+    bool is_array = false;
     std::string name;
     std::set<std::string> keys;
+    std::size_t elements = 0;
   };
   std::vector<Scope> scopes;
   std::string last_key, duplicate;
+  auto count_element = [&]() {
+    if (scopes.empty() || !scopes.back().is_array) return;
+    if (++scopes.back().elements > limits.max_array_length)
+      throw Error(what + ": expected arrays of at most " + std::to_string(limits.max_array_length) +
+                  " elements, found a longer one" +
+                  (scopes.back().name.empty() ? std::string() : " in entry '" + bounded_message(scopes.back().name, 80) + "'"));
+  };
   auto on_event = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
     switch (event) {
-      case json::parse_event_t::object_start: scopes.push_back({last_key, {}}); break;
-      case json::parse_event_t::object_end: scopes.pop_back(); break;
+      case json::parse_event_t::object_start: scopes.push_back({false, last_key, {}, 0}); break;
+      case json::parse_event_t::array_start: scopes.push_back({true, last_key, {}, 0}); break;
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end:
+        scopes.pop_back();
+        count_element();
+        break;
+      case json::parse_event_t::value: count_element(); break;
       case json::parse_event_t::key:
         last_key = parsed.get<std::string>();
         if (!scopes.back().keys.insert(last_key).second && duplicate.empty()) {
-          duplicate = scopes.size() == 1 ? std::string(top_level_key) + " '" + bounded_message(last_key, 80) + "'"
+          duplicate = scopes.size() == 1 ? std::string(limits.top_level_key) + " '" + bounded_message(last_key, 80) + "'"
                                          : "key '" + bounded_message(last_key, 80) + "' in entry '" +
                                                bounded_message(scopes.back().name, 80) + "'";
         }
         break;
-      default: break;
     }
     return true;
   };

@@ -20,6 +20,8 @@
 #include <optional>
 #include <set>
 #include <span>
+#include <algorithm>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -35,25 +37,8 @@ struct NpyArray {
   std::vector<std::int64_t> shape;  // () is a scalar
   std::vector<std::byte> data;      // C order, little-endian
 
-  std::int64_t numel() const {
-    // A zero dimension first: [2^62, 4, 0] holds nothing, and multiplying in order would
-    // overflow before reaching the 0. The readers check the product against the file's size;
-    // a shape built by hand that overflows is refused here.
-    for (std::int64_t d : shape)
-      if (d == 0) return 0;
-    std::int64_t n = 1;
-    for (std::int64_t d : shape) {
-      if (d < 0 || n > std::numeric_limits<std::int64_t>::max() / d)
-        throw FormatError("numel: shape " + shape_text() + ": expected non-negative dimensions whose product fits int64");
-      n *= d;
-    }
-    return n;
-  }
-  std::string shape_text() const {
-    std::string t = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) t += (i ? ", " : "") + std::to_string(shape[i]);
-    return t + "]";
-  }
+  std::int64_t numel() const { return checked_numel(shape); }
+  std::string shape_text() const { return format_shape(shape); }
 };
 
 // numpy's descr for a dtype; BF16 has none (numpy has no bfloat16).
@@ -108,6 +93,8 @@ struct NpyHeader {
   bool fortran_order = false;
   std::vector<std::int64_t> shape;
 };
+
+inline constexpr std::size_t kMaxNpyRank = 64;  // numpy 2's NPY_MAXDIMS
 
 // Parses exactly the dict literal numpy writes - string keys, string/bool/
 // tuple-of-int values, optional trailing commas, arbitrary whitespace - and
@@ -227,6 +214,7 @@ class NpyHeaderParser {
     std::vector<std::int64_t> shape;
     bool trailing_comma = false;
     while (!at(')')) {
+      if (shape.size() == kMaxNpyRank) fail("shape has more than " + std::to_string(kMaxNpyRank) + " dimensions");
       shape.push_back(parse_dimension());
       skip_ws();
       trailing_comma = at(',');
@@ -260,51 +248,79 @@ inline std::string npy_shape_repr(std::span<const std::int64_t> shape) {
 
 }  // namespace detail
 
-// Parses and validates a complete .npy image. `source_name` appears in errors.
-inline NpyArray parse_npy(std::span<const std::byte> bytes, std::string_view source_name) {
-  const std::string src(source_name);
-  auto fail = [&](const std::string& msg) { return FormatError(src + ": " + msg); };
-  auto byte_at = [&](std::size_t i) { return std::to_integer<unsigned>(bytes[i]); };
+namespace detail {
+// Where an npy file's data lies and what it holds, validated against the file's size.
+struct NpyLayout {
+  DType dtype = DType::F32;
+  std::vector<std::int64_t> shape;
+  std::uint64_t data_offset = 0;
+  std::uint64_t data_bytes = 0;
+};
 
-  if (bytes.size() < 10) throw fail("file has " + std::to_string(bytes.size()) + " bytes, too small for an npy header");
-  for (std::size_t i = 0; i < 6; ++i) {
-    if (byte_at(i) != detail::kNpyMagic[i]) throw fail("not an npy file (bad magic string)");
-  }
-  const unsigned major = byte_at(6), minor = byte_at(7);
+// Larger than any header numpy writes (numpy itself refuses headers over 10,000 bytes by default).
+inline constexpr std::uint64_t max_npy_header_bytes = std::uint64_t{1} << 20;
+
+// The one validation of an npy header, for a whole image in memory (parse_npy) and for a file read
+// piecewise (data::PuzzleDataset, which does not load its arrays to check them). read_at(offset,
+// dst, n) reads exactly n bytes at offset. Every size is checked against file_size before it is
+// used; errors are FormatErrors starting with `src`.
+template <class ReadAt>
+NpyLayout read_npy_layout(std::uint64_t file_size, ReadAt&& read_at, const std::string& src) {
+  auto fail = [&](const std::string& msg) { return FormatError(src + ": " + msg); };
+  if (file_size < 10) throw fail("file has " + std::to_string(file_size) + " bytes, too small for an npy header");
+  unsigned char pre[12] = {};
+  read_at(0, pre, static_cast<std::size_t>(std::min<std::uint64_t>(file_size, 12)));
+  for (std::size_t i = 0; i < 6; ++i)
+    if (pre[i] != kNpyMagic[i]) throw fail("not an npy file (bad magic string)");
+  const unsigned major = pre[6], minor = pre[7];
   if (major < 1 || major > 3 || minor != 0) {
     throw fail("unsupported npy format version " + std::to_string(major) + "." + std::to_string(minor) +
                " (supported: 1.0, 2.0, 3.0)");
   }
   // Version 1.0 stores the header length in 2 bytes, 2.0 and 3.0 in 4.
   const std::size_t length_bytes = major == 1 ? 2 : 4;
-  if (bytes.size() < 8 + length_bytes) throw fail("file truncated inside the header length");
+  if (file_size < 8 + length_bytes) throw fail("file truncated inside the header length");
   std::uint64_t header_len = 0;
-  for (std::size_t i = 0; i < length_bytes; ++i) header_len |= std::uint64_t{byte_at(8 + i)} << (8 * i);
-  const std::size_t data_start = 8 + length_bytes;
-  if (header_len > bytes.size() - data_start) {
-    throw fail("header length " + std::to_string(header_len) + " exceeds the " +
-               std::to_string(bytes.size() - data_start) + " bytes after it (corrupt header or truncated file)");
+  for (std::size_t i = 0; i < length_bytes; ++i) header_len |= std::uint64_t{pre[8 + i]} << (8 * i);
+  const std::uint64_t data_start = 8 + length_bytes;
+  if (header_len > file_size - data_start) {
+    throw fail("header length " + std::to_string(header_len) + " exceeds the " + std::to_string(file_size - data_start) +
+               " bytes after it (corrupt header or truncated file)");
   }
-  // Versions 1.0/2.0 are latin-1, 3.0 is UTF-8; a valid header for the
-  // supported dtypes is plain ASCII either way, which the parser enforces.
-  const std::string_view text(reinterpret_cast<const char*>(bytes.data() + data_start), static_cast<std::size_t>(header_len));
-  const detail::NpyHeader header = detail::NpyHeaderParser(text, src, major <= 2).parse();
+  if (header_len > max_npy_header_bytes)
+    throw fail("header length " + std::to_string(header_len) + " exceeds the limit of " +
+               std::to_string(max_npy_header_bytes) + " bytes");
+  // Versions 1.0/2.0 are latin-1, 3.0 is UTF-8; a valid header for the supported dtypes is plain
+  // ASCII either way, which the parser enforces.
+  std::string text(static_cast<std::size_t>(header_len), '\0');
+  read_at(data_start, text.data(), text.size());
+  const NpyHeader header = NpyHeaderParser(text, src, major <= 2).parse();
 
   std::string why;
-  const auto dtype = detail::dtype_from_npy_descr(header.descr, why);
+  const auto dtype = dtype_from_npy_descr(header.descr, why);
   if (!dtype) throw fail(why);
   if (header.fortran_order) {
     throw fail("fortran_order is True; only C-order arrays are supported (save with np.ascontiguousarray)");
   }
-
-  NpyArray array{*dtype, header.shape, {}};
-  const std::size_t nbytes = detail::checked_nbytes(array.shape, array.dtype, src);
-  const std::span<const std::byte> data = bytes.subspan(data_start + static_cast<std::size_t>(header_len));
-  if (data.size() != nbytes) {
-    throw fail("shape " + detail::npy_shape_repr(array.shape) + " with descr " + detail::single_quoted(header.descr) + " needs " +
-               std::to_string(nbytes) + " data bytes, file has " + std::to_string(data.size()) +
-               (data.size() < nbytes ? " (truncated file)" : " (trailing bytes)"));
+  NpyLayout layout{*dtype, header.shape, data_start + header_len, 0};
+  layout.data_bytes = checked_nbytes(layout.shape, layout.dtype, src);
+  const std::uint64_t have = file_size - layout.data_offset;
+  if (have != layout.data_bytes) {
+    throw fail("shape " + npy_shape_repr(layout.shape) + " with descr " + single_quoted(header.descr) + " needs " +
+               std::to_string(layout.data_bytes) + " data bytes, file has " + std::to_string(have) +
+               (have < layout.data_bytes ? " (truncated file)" : " (trailing bytes)"));
   }
+  return layout;
+}
+}  // namespace detail
+
+// Parses and validates a complete .npy image. `source_name` appears in errors.
+inline NpyArray parse_npy(std::span<const std::byte> bytes, std::string_view source_name) {
+  const std::string src(source_name);
+  const detail::NpyLayout layout = detail::read_npy_layout(
+      bytes.size(), [&](std::uint64_t offset, void* dst, std::size_t n) { std::memcpy(dst, bytes.data() + offset, n); }, src);
+  NpyArray array{layout.dtype, layout.shape, {}};
+  const auto data = bytes.subspan(static_cast<std::size_t>(layout.data_offset), static_cast<std::size_t>(layout.data_bytes));
   if (array.dtype == DType::BOOL) detail::check_bool_bytes(data, src);
   array.data.assign(data.begin(), data.end());
   return array;
@@ -316,6 +332,9 @@ inline NpyArray load_npy(const std::filesystem::path& path) { return parse_npy(r
 // more than 65535 bytes), keys sorted, a spare run of spaces so the shape can grow in place,
 // padded to 64 bytes. The data follows it directly.
 inline std::string npy_header(DType dtype, const std::vector<std::int64_t>& shape) {
+  if (shape.size() > detail::kMaxNpyRank)  // the readers (ours and numpy's) refuse it
+    throw FormatError("npy: shape " + format_shape(shape).substr(0, 80) + ": expected at most " +
+                      std::to_string(detail::kMaxNpyRank) + " dimensions, found " + std::to_string(shape.size()));
   std::string dict = "{'descr': '" + std::string(npy_descr(dtype)) +
                      "', 'fortran_order': False, 'shape': " + detail::npy_shape_repr(shape) + ", }";
   // numpy reserves room for the first axis to grow to 21 digits.

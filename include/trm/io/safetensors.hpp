@@ -148,6 +148,21 @@ inline std::string format_shape(std::span<const std::int64_t> shape) {
   return out + "]";
 }
 
+// Product of the dimensions (1 for a scalar). A zero dimension first: [2^62, 4, 0] holds nothing,
+// and multiplying in order would overflow before reaching the 0. The readers check the product
+// against the file's size; a shape built by hand that overflows is refused here.
+inline std::int64_t checked_numel(std::span<const std::int64_t> shape) {
+  for (std::int64_t d : shape)
+    if (d == 0) return 0;
+  std::int64_t n = 1;
+  for (std::int64_t d : shape) {
+    if (d < 0 || n > std::numeric_limits<std::int64_t>::max() / d)
+      throw FormatError("numel: shape " + format_shape(shape) + ": expected non-negative dimensions whose product fits int64");
+    n *= d;
+  }
+  return n;
+}
+
 struct TensorRecord {
   std::string name;
   DType dtype = DType::F32;
@@ -155,25 +170,8 @@ struct TensorRecord {
   std::vector<std::byte> data;  // C order, little-endian
 
   // Product of the dimensions (1 for a scalar, 0 if any dimension is 0).
-  std::int64_t numel() const {
-    // A zero dimension first: [2^62, 4, 0] holds nothing, and multiplying in order would
-    // overflow before reaching the 0. The readers check the product against the file's size;
-    // a shape built by hand that overflows is refused here.
-    for (std::int64_t d : shape)
-      if (d == 0) return 0;
-    std::int64_t n = 1;
-    for (std::int64_t d : shape) {
-      if (d < 0 || n > std::numeric_limits<std::int64_t>::max() / d)
-        throw FormatError("numel: shape " + shape_text() + ": expected non-negative dimensions whose product fits int64");
-      n *= d;
-    }
-    return n;
-  }
-  std::string shape_text() const {
-    std::string t = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) t += (i ? ", " : "") + std::to_string(shape[i]);
-    return t + "]";
-  }
+  std::int64_t numel() const { return checked_numel(shape); }
+  std::string shape_text() const { return format_shape(shape); }
 };
 
 namespace detail {
@@ -284,6 +282,7 @@ class SafetensorsFile {
   // Largest accepted JSON header, as in the reference implementation: guards
   // against absurd allocations from a corrupt length field.
   static constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
+  static constexpr std::size_t kMaxRank = 64;  // numpy 2's NPY_MAXDIMS
 
   SafetensorsFile() = default;
   explicit SafetensorsFile(std::string source_name) : source_(std::move(source_name)) {}
@@ -463,7 +462,9 @@ inline SafetensorsFile SafetensorsFile::parse(std::span<const std::byte> bytes, 
   const std::span<const std::byte> buffer = bytes.subspan(8 + static_cast<std::size_t>(header_len));
 
   // Depth limit, duplicate keys at any level, parse errors: one implementation (io/json.hpp).
-  const json header = parse_untrusted_json<FormatError>(header_text, src + ": header", max_json_depth, "tensor name");
+  // No array of a header is longer than a shape (numpy and safetensors allow 64 dimensions).
+  const json header = parse_untrusted_json<FormatError>(
+      header_text, src + ": header", JsonLimits{.max_array_length = kMaxRank, .top_level_key = "tensor name"});
   if (!header.is_object()) throw fail("header is not a JSON object");
 
   struct Entry {
