@@ -60,7 +60,12 @@ cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=Debu
   -DTRM_BUILD_TESTS=OFF -DTRM_BUILD_EXAMPLES=OFF -DTRM_BUILD_BENCHMARKS=OFF -DTRM_USE_OPENBLAS=OFF >/dev/null
 targets=()
 for h in $harnesses; do targets+=("fuzz_$h"); done
-cmake --build "$build" -j "$jobs" --target "${targets[@]}"
+# One make goal, so that the harnesses compile in parallel (several --target goals run one by one).
+if [[ $harnesses = "safetensors npy dataset checkpoint cli_meta sudoku_csv maze" ]]; then
+  cmake --build "$build" -j "$jobs" --target trm_fuzzers
+else
+  cmake --build "$build" -j "$jobs" --target "${targets[@]}"
+fi
 t1=$(date +%s)
 echo "tools/fuzz.sh: built ${#targets[@]} harnesses in $((t1 - t0)) s"
 
