@@ -251,3 +251,22 @@ TEST_CASE("apply_saved_flags: saved flags must have the field's type and range, 
   CHECK(a.holdout == std::vector<std::string>{"h.csv"});
   CHECK(a.ema == 0.5);
 }
+
+// Found by tests/fuzz/fuzz_dataset: a dataset read from a directory without identifiers.json (it is
+// optional) but with 2 puzzle ids was written with identifiers.json = ["<blank>"], which read()
+// then refused (fewer names than num_puzzle_identifiers).
+TEST_CASE("PuzzleDataset::write: a dataset without names reads back, with or without identifiers.json") {
+  trm::test::TempDir dir("trm_untrusted_write");
+  auto d = three_group_dataset();
+  d.metadata.num_puzzle_identifiers = 2;
+  d.sets[0].puzzle_identifiers = {0, 1, 1};
+  d.write(dir / "two_ids", "train");
+  CHECK_FALSE(fs::exists(dir / "two_ids" / "identifiers.json"));
+  const auto back = trm::data::PuzzleDataset::read(dir / "two_ids", "train");
+  CHECK(back.metadata == d.metadata);
+  CHECK(back.sets == d.sets);
+  // With only the blank id, ["<blank>"] is complete and written as before.
+  three_group_dataset().write(dir / "one_id", "train");
+  CHECK(trm::data::PuzzleDataset::read(dir / "one_id", "train", {.require_identifiers = true}).identifiers ==
+        std::vector<std::string>{"<blank>"});
+}

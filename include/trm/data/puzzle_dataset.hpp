@@ -564,9 +564,13 @@ class PuzzleDataset {
                std::to_string(identifiers.size()));
   }
 
-  // Writes <dir>/<split>/ and <dir>/identifiers.json (["<blank>"] when `identifiers` is empty).
-  // The sets' names must be metadata.sets (one directory's layout). Validated first; each file is
-  // atomic, dataset.json is written after the arrays and identifiers.json last.
+  // Writes <dir>/<split>/ and <dir>/identifiers.json (["<blank>"] when `identifiers` is empty and
+  // there is only the blank id). A dataset without names but with more ids (one read from a
+  // directory without identifiers.json) is written without the file: ["<blank>"] alone would be
+  // shorter than num_puzzle_identifiers, which read() refuses (found by tests/fuzz/fuzz_dataset:
+  // write, then read, failed). The sets' names must be metadata.sets (one directory's layout).
+  // Validated first; each file is atomic, dataset.json is written after the arrays and
+  // identifiers.json last.
   void write(const std::filesystem::path& dir, std::string_view split) const {
     namespace dp = detail::puzzle;
     check_split(split);
@@ -584,8 +588,10 @@ class PuzzleDataset {
       dp::write_npy<std::int32_t>(f.group_indices, {std::int64_t(s.group_indices.size())}, s.group_indices);
     }
     dp::write_json(split_dir / "dataset.json", metadata.to_json());
-    dp::write_json(dir / "identifiers.json",
-                   identifiers.empty() ? nlohmann::ordered_json::array({"<blank>"}) : nlohmann::ordered_json(identifiers));
+    if (!identifiers.empty())
+      dp::write_json(dir / "identifiers.json", nlohmann::ordered_json(identifiers));
+    else if (metadata.num_puzzle_identifiers == 1)
+      dp::write_json(dir / "identifiers.json", nlohmann::ordered_json::array({"<blank>"}));
   }
 
   // The reference's collate: rows `examples` of `s` with the ids of `puzzles` (one per row),
