@@ -1,7 +1,7 @@
 // Writes the seed corpora of the harnesses (tests/fuzz/corpus/<harness>/lib_*) from the library
 // itself, so that every seed is a valid file of today's formats: the fuzzer starts from inputs
 // that pass each reader and mutates them into the deep checks. Re-run it after a format change:
-//   build-fuzz/fuzz/fuzz_make_seeds tests/fuzz/corpus
+//   cmake --build build-fuzz --target fuzz_make_seeds && build-fuzz/fuzz/fuzz_make_seeds tests/fuzz/corpus
 // (tools/fuzz.sh builds it; the reproducers of past findings in the corpora are kept by hand).
 #include <cstdio>
 #include <filesystem>
