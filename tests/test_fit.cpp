@@ -372,6 +372,12 @@ TEST_CASE("load_train_state: crafted values and carry shapes are refused before 
                           trm::io::FormatError, "state.rng", "all zeros");
   CHECK_THROWS_CONTAINING(trm::load_train_state(loader, crafted("carry.steps", i32("carry.steps", {std::int64_t(1) << 40, 0}, {}))),
                           trm::io::FormatError, "carry.steps: expected an I32 tensor of shape [B]", "[1099511627776, 0]");
+  // A valid carry.steps of 2^16 rows (256 KB) asked for 2^16 * total_len * hidden floats of
+  // carry.y and carry.z before their shapes were checked (tests/fuzz: size amplification): now
+  // refused before any allocation, naming the shape carry.steps implies.
+  CHECK_THROWS_CONTAINING(
+      trm::load_train_state(loader, crafted("carry.steps", i32("carry.steps", {65536}, std::vector<std::int32_t>(65536, 0)))),
+      trm::io::FormatError, "carry.y: expected an F32 tensor of shape [65536, ", "(B = 65536 from carry.steps), found F32 [8, ");
   std::vector<std::int32_t> steps(8, 0);
   steps[3] = std::numeric_limits<std::int32_t>::max();
   CHECK_THROWS_CONTAINING(trm::load_train_state(loader, crafted("carry.steps", i32("carry.steps", {8}, steps))),

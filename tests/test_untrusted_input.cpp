@@ -8,10 +8,17 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <set>
 #include <sstream>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include <trm/data/puzzle_dataset.hpp>
+#include <trm/data/sources.hpp>
+#include <trm/data/sudoku/task.hpp>
 #include <trm/io/json.hpp>
 #include <trm/io/lines.hpp>
 #include <trm/io/npy.hpp>
@@ -22,6 +29,7 @@
 #include <trm/io/safetensors.hpp>
 #include <trm/train/fit.hpp>
 
+#include "../apps/trm/entry.hpp"
 #include "support/check_throws.hpp"
 #include "support/temp_dir.hpp"
 
@@ -296,4 +304,114 @@ TEST_CASE("shapes of more than 64 dimensions are refused while parsing (33M zero
   const std::string npy = npy_v1("{'descr': '|u1', 'fortran_order': False, 'shape': (" + d65 + "), }", "\x01");
   CHECK_THROWS_CONTAINING(trm::io::parse_npy(std::as_bytes(std::span<const char>(npy.data(), npy.size())), "rank.npy"),
                           trm::io::FormatError, "more than 64 dimensions");
+}
+
+namespace {
+// One set of three groups, each one puzzle of one example (seq_len 2).
+trm::data::PuzzleDataset three_group_dataset() {
+  trm::data::PuzzleDataset d;
+  d.metadata.vocab_size = 3;
+  d.metadata.seq_len = 2;
+  d.metadata.total_groups = 3;
+  trm::data::PuzzleSet s;
+  s.name = "all";
+  s.inputs = {1, 2, 1, 2, 1, 2};
+  s.labels = s.inputs;
+  s.puzzle_identifiers = {0, 0, 0};
+  s.puzzle_indices = {0, 1, 2, 3};
+  s.group_indices = {0, 1, 2, 3};
+  d.sets.push_back(s);
+  d.validate();
+  return d;
+}
+}  // namespace
+
+// Found by tests/fuzz/fuzz_dataset: an all-zero RNG in a saved position made below(3) loop forever
+// (xoshiro's fixed point), iteration 2^63 - 1 overflowed at the next pass, and counts given as
+// floats (1e30) were converted to integers out of range (undefined behaviour) or -1 wrapped.
+TEST_CASE("TrainSampler::restore: a dead RNG, counts near int64's maximum and non-integer counts are ValueErrors") {
+  const auto d = three_group_dataset();
+  trm::data::TrainSampler a(d, {.global_batch_size = 1, .seed = 5});
+  (void)a.next();
+  const auto saved = nlohmann::json::parse(a.state());
+  auto with = [&](const char* key, const nlohmann::json& v) {
+    auto j = saved;
+    j[key] = v;
+    return j.dump();
+  };
+  trm::data::TrainSampler b(d, {.global_batch_size = 1, .seed = 5});
+  CHECK_THROWS_CONTAINING(b.restore(with("rng", {"0", "0", "0", "0"})), trm::ValueError, "TrainSampler::restore",
+                          "rng: expected a live xoshiro256** state, found all zeros");
+  CHECK_THROWS_CONTAINING(b.restore(with("iteration", std::numeric_limits<std::int64_t>::max())), trm::ValueError,
+                          "iteration: expected an integer in 0..9007199254740992");
+  CHECK_THROWS_CONTAINING(b.restore(with("batch", 1e30)), trm::ValueError, "batch: expected an integer");
+  CHECK_THROWS_CONTAINING(b.restore(with("pos", -1)), trm::ValueError, "pos: expected an integer");
+  CHECK_THROWS_CONTAINING(b.restore(with("set", 2.5)), trm::ValueError, "set: expected an integer");
+  // The largest accepted pass count still runs: the next pass is counted without overflow.
+  b.restore(with("iteration", trm::data::TrainSampler::max_iteration));
+  for (int k = 0; k < 4; ++k) (void)b.next();
+  CHECK(b.iteration() > trm::data::TrainSampler::max_iteration);
+  // And the position itself continues the same batches.
+  trm::data::TrainSampler c(d, {.global_batch_size = 1, .seed = 5});
+  c.restore(saved.dump());
+  CHECK(c.next().examples == a.next().examples);
+}
+
+TEST_CASE("Rng::set_state refuses the all-zero state; GeneratedSource::restore reports it as a ValueError") {
+  trm::Rng r(1);
+  CHECK_THROWS_CONTAINING(r.set_state({0, 0, 0, 0}), trm::ValueError, "all zeros");
+  CHECK_NOTHROW(r.set_state({0, 0, 0, 1}));
+  using Task4 = trm::data::sudoku::SudokuTask<trm::data::sudoku::SudokuShape<2, 2>>;
+  trm::data::GeneratedSource<Task4> source(Task4(6), 2, 1);
+  CHECK_THROWS_CONTAINING(source.restore(R"({"generated": ["0", "0", "0", "0"]})"), trm::ValueError,
+                          "GeneratedSource::restore", "all zeros");
+  CHECK_NOTHROW((void)source.next());  // the source keeps its own state
+}
+
+// The command line's saved training flags (metadata "trm.cli.train", read on `train --resume`):
+// nlohmann's get<int>() of 1e30 was a float-to-integer conversion out of range (undefined
+// behaviour), 2^32 + 64 wrapped to 64, and a wrongly typed flag given again on the command line
+// escaped as a raw nlohmann type_error. Found while adding tests/fuzz/fuzz_cli_meta.
+TEST_CASE("apply_saved_flags: saved flags must have the field's type and range, a CliError otherwise") {
+  const std::string src = "run/train_state.safetensors";
+  auto apply = [&](const char* text, const std::set<std::string>& given = {}) {
+    trmcli::TrainArgs a;
+    trmcli::apply_saved_flags(a, trmcli::json::parse(text), given, src);
+    return a;
+  };
+  CHECK_THROWS_CONTAINING(apply(R"({"batch": 1e30})"), trmcli::CliError, "run/train_state.safetensors", "malformed saved flag 'batch'",
+                          "expected an integer in -2147483648..2147483647, found number 1e+30");
+  CHECK_THROWS_CONTAINING(apply(R"({"batch": 4294967360})"), trmcli::CliError, "saved flag 'batch'");
+  CHECK_THROWS_CONTAINING(apply(R"({"batch": true})"), trmcli::CliError, "saved flag 'batch'");
+  CHECK_THROWS_CONTAINING(apply(R"({"seed": -1})"), trmcli::CliError, "saved flag 'seed'");
+  CHECK_THROWS_CONTAINING(apply(R"({"lr": "fast"})"), trmcli::CliError, "saved flag 'lr'", "expected a number");
+  CHECK_THROWS_CONTAINING(apply(R"({"holdout": ["a", 1]})"), trmcli::CliError, "saved flag 'holdout'");
+  // Given again on the command line, the saved value is still read (to compare) and checked.
+  CHECK_THROWS_CONTAINING(apply(R"({"batch": "32"})", {"batch"}), trmcli::CliError, "saved flag 'batch'", "found string");
+  CHECK_THROWS_CONTAINING(apply(R"({"batch": 16})", {"batch"}), trmcli::CliError, "cannot resume with --batch 32");
+  const auto a = apply(R"({"batch": 16, "seed": 18446744073709551615, "lr": 1, "holdout": ["h.csv"], "ema": 0.5})");
+  CHECK(a.batch == 16);
+  CHECK(a.seed == 18446744073709551615ull);
+  CHECK(a.lr == 1.0);
+  CHECK(a.holdout == std::vector<std::string>{"h.csv"});
+  CHECK(a.ema == 0.5);
+}
+
+// Found by tests/fuzz/fuzz_dataset: a dataset read from a directory without identifiers.json (it is
+// optional) but with 2 puzzle ids was written with identifiers.json = ["<blank>"], which read()
+// then refused (fewer names than num_puzzle_identifiers).
+TEST_CASE("PuzzleDataset::write: a dataset without names reads back, with or without identifiers.json") {
+  trm::test::TempDir dir("trm_untrusted_write");
+  auto d = three_group_dataset();
+  d.metadata.num_puzzle_identifiers = 2;
+  d.sets[0].puzzle_identifiers = {0, 1, 1};
+  d.write(dir / "two_ids", "train");
+  CHECK_FALSE(fs::exists(dir / "two_ids" / "identifiers.json"));
+  const auto back = trm::data::PuzzleDataset::read(dir / "two_ids", "train");
+  CHECK(back.metadata == d.metadata);
+  CHECK(back.sets == d.sets);
+  // With only the blank id, ["<blank>"] is complete and written as before.
+  three_group_dataset().write(dir / "one_id", "train");
+  CHECK(trm::data::PuzzleDataset::read(dir / "one_id", "train", {.require_identifiers = true}).identifiers ==
+        std::vector<std::string>{"<blank>"});
 }

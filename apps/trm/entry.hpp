@@ -2,7 +2,14 @@
 // Entry points of `trm sudoku|maze train|solve|eval` per size (defined in sudoku_impl.hpp and
 // maze_impl.hpp, instantiated in sudoku_<R>x<C>.cpp and maze_<side>.cpp, so the model
 // instantiations compile in parallel), and the run configuration stored in checkpoints.
+#include <cstdint>
+#include <limits>
 #include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <vector>
 #include <trm/io/safetensors.hpp>
 #include <trm/io/json.hpp>
 #include <trm/train/fit.hpp>
@@ -58,6 +65,93 @@ inline std::string step_of(const CheckpointInfo& info) {
 inline std::string weights_of(const CheckpointInfo& info) {
   if (!info.state.is_object() || !info.state.contains("weights") || !info.state["weights"].is_string()) return "?";
   return info.state["weights"].get<std::string>();
+}
+
+// One saved training flag (metadata "trm.cli.train", untrusted) as the field's type. Integers must
+// be JSON integers in the field's range: nlohmann's get<int>() of 1e30 converts a double out of
+// range (undefined behaviour) and of 2^32 + 64 wraps to 64; true is not a batch size either.
+template <class T>
+T saved_flag(const json& j, const char* key, const std::string& src) {
+  const json& v = j.at(key);
+  auto bad = [&](const std::string& expected) {
+    std::string found = v.dump();  // bounded recursion: parse_untrusted_json bounded the nesting
+    if (found.size() > 80) found = found.substr(0, 77) + "...";
+    return CliError(src + ": malformed saved flag '" + key + "' (expected " + expected + ", found " + v.type_name() + " " +
+                    found + ")");
+  };
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean()) throw bad("true or false");
+    return v.get<bool>();
+  } else if constexpr (std::is_integral_v<T>) {
+    const std::string range = "an integer in " + std::to_string(std::numeric_limits<T>::min()) + ".." +
+                              std::to_string(std::numeric_limits<T>::max());
+    if (!v.is_number_integer()) throw bad(range);
+    const bool fits = v.is_number_unsigned()
+                          ? v.get<std::uint64_t>() <= std::uint64_t(std::numeric_limits<T>::max())
+                          : std::is_signed_v<T> && v.get<std::int64_t>() >= std::int64_t(std::numeric_limits<T>::min()) &&
+                                v.get<std::int64_t>() <= std::int64_t(std::numeric_limits<T>::max());
+    if (!fits) throw bad(range);
+    return v.is_number_unsigned() ? T(v.get<std::uint64_t>()) : T(v.get<std::int64_t>());
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!v.is_number()) throw bad("a number");
+    return v.get<T>();
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (!v.is_string()) throw bad("a string");
+    return v.get<std::string>();
+  } else {
+    static_assert(std::is_same_v<T, std::vector<std::string>>, "saved_flag: a flag type without a check");
+    if (!v.is_array()) throw bad("a list of strings");
+    T out;
+    for (const json& e : v) {
+      if (!e.is_string()) throw bad("a list of strings");
+      out.push_back(e.get<std::string>());
+    }
+    return out;
+  }
+}
+
+// Training flags saved in a run, applied on --resume unless given again on the command line.
+inline void apply_saved_flags(TrainArgs& a, const json& j, const std::set<std::string>& given, const std::string& src) {
+  auto take = [&](const char* key, auto& field) {
+    if (given.count(key) || !j.contains(key)) return;
+    field = saved_flag<std::remove_reference_t<decltype(field)>>(j, key, src);
+  };
+  take("batch", a.batch);
+  take("lr", a.lr);
+  take("lr_min_ratio", a.lr_min_ratio);
+  take("warmup", a.warmup);
+  take("weight_decay", a.weight_decay);
+  take("beta1", a.beta1);
+  take("beta2", a.beta2);
+  take("optimizer", a.optimizer);
+  take("loss", a.loss);
+  take("blanks", a.blanks);
+  take("loops", a.loops);
+  take("min_dist", a.min_dist);
+  take("data", a.data);
+  take("seed", a.seed);
+  take("ema", a.ema);
+  take("halt_explore", a.halt_explore);
+  take("eval_every", a.eval_every);
+  take("eval_size", a.eval_size);
+  take("log_every", a.log_every);
+  take("holdout", a.holdout);
+  // What the saved state depends on cannot change.
+  auto fixed = [&](const char* key, const auto& now) {
+    if (!j.contains(key)) return;
+    const auto saved = saved_flag<std::remove_cvref_t<decltype(now)>>(j, key, src);
+    if (saved != now) {
+      std::ostringstream os;
+      os << src << ": cannot resume with --" << key << " " << now << ": the run was trained with " << saved
+         << " (the saved state depends on it)";
+      throw CliError(os.str());
+    }
+  };
+  fixed("batch", a.batch);
+  fixed("optimizer", a.optimizer);
+  fixed("seed", a.seed);
+  fixed("ema", a.ema);
+  fixed("data", a.data);
 }
 
 template <int R, int C>

@@ -174,54 +174,6 @@ static int generate_mazes(const std::string& size, long count, double loops, int
   return 0;
 }
 
-// Training flags saved in a run, applied on --resume unless given again on the command line.
-static void apply_saved_flags(TrainArgs& a, const json& j, const std::set<std::string>& given, const std::string& src) {
-  auto take = [&](const char* key, auto& field) {
-    if (given.count(key) || !j.contains(key)) return;
-    try {
-      field = j.at(key).get<std::remove_reference_t<decltype(field)>>();
-    } catch (const std::exception& e) {
-      throw CliError(src + ": malformed saved flag '" + key + "' (" + e.what() + ")");
-    }
-  };
-  take("batch", a.batch);
-  take("lr", a.lr);
-  take("lr_min_ratio", a.lr_min_ratio);
-  take("warmup", a.warmup);
-  take("weight_decay", a.weight_decay);
-  take("beta1", a.beta1);
-  take("beta2", a.beta2);
-  take("optimizer", a.optimizer);
-  take("loss", a.loss);
-  take("blanks", a.blanks);
-  take("loops", a.loops);
-  take("min_dist", a.min_dist);
-  take("data", a.data);
-  take("seed", a.seed);
-  take("ema", a.ema);
-  take("halt_explore", a.halt_explore);
-  take("eval_every", a.eval_every);
-  take("eval_size", a.eval_size);
-  take("log_every", a.log_every);
-  take("holdout", a.holdout);
-  // What the saved state depends on cannot change.
-  auto fixed = [&](const char* key, const auto& now) {
-    if (!j.contains(key)) return;
-    const auto saved = j.at(key).get<std::remove_cvref_t<decltype(now)>>();
-    if (saved != now) {
-      std::ostringstream os;
-      os << src << ": cannot resume with --" << key << " " << now << ": the run was trained with " << saved
-         << " (the saved state depends on it)";
-      throw CliError(os.str());
-    }
-  };
-  fixed("batch", a.batch);
-  fixed("optimizer", a.optimizer);
-  fixed("seed", a.seed);
-  fixed("ema", a.ema);
-  fixed("data", a.data);
-}
-
 // The flags of solve/eval that, when given, must match the checkpoint.
 struct ExpectFlags {
   std::string size, mixer;

@@ -9,6 +9,9 @@
 #include <cstdint>
 #include <limits>
 #include <span>
+#include <string>
+
+#include "error.hpp"
 
 namespace trm {
 
@@ -53,9 +56,17 @@ class Rng {
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
   }
 
-  // The whole state, so that a training run can be saved and resumed bit for bit.
+  // The whole state, so that a training run can be saved and resumed bit for bit. An all-zero
+  // state is xoshiro's fixed point: next_u64() returns 0 forever and below(n) then loops forever
+  // for any n that is not a power of two (its rejection test never passes). Saved states are
+  // untrusted input (a sampler's position, a generated source's), so it is refused here, where
+  // every restore passes, with a ValueError (no seed leads to it: reseed() never produces it).
   std::array<std::uint64_t, 4> state() const { return state_; }
-  void set_state(const std::array<std::uint64_t, 4>& s) { state_ = s; }
+  void set_state(const std::array<std::uint64_t, 4>& s) {
+    if (s[0] == 0 && s[1] == 0 && s[2] == 0 && s[3] == 0)
+      throw ValueError("Rng::set_state: expected a live xoshiro256** state, found all zeros (the generator would be stuck at 0)");
+    state_ = s;
+  }
 
   template <class It>
   void shuffle(It first, It last) {

@@ -544,9 +544,13 @@ class PuzzleDataset {
                std::to_string(identifiers.size()));
   }
 
-  // Writes <dir>/<split>/ and <dir>/identifiers.json (["<blank>"] when `identifiers` is empty).
-  // The sets' names must be metadata.sets (one directory's layout). Validated first; each file is
-  // atomic, dataset.json is written after the arrays and identifiers.json last.
+  // Writes <dir>/<split>/ and <dir>/identifiers.json (["<blank>"] when `identifiers` is empty and
+  // there is only the blank id). A dataset without names but with more ids (one read from a
+  // directory without identifiers.json) is written without the file: ["<blank>"] alone would be
+  // shorter than num_puzzle_identifiers, which read() refuses (found by tests/fuzz/fuzz_dataset:
+  // write, then read, failed). The sets' names must be metadata.sets (one directory's layout).
+  // Validated first; each file is atomic, dataset.json is written after the arrays and
+  // identifiers.json last.
   void write(const std::filesystem::path& dir, std::string_view split) const {
     namespace dp = detail::puzzle;
     check_split(split);
@@ -564,8 +568,10 @@ class PuzzleDataset {
       dp::write_npy<std::int32_t>(f.group_indices, {std::int64_t(s.group_indices.size())}, s.group_indices);
     }
     dp::write_json(split_dir / "dataset.json", metadata.to_json());
-    dp::write_json(dir / "identifiers.json",
-                   identifiers.empty() ? nlohmann::ordered_json::array({"<blank>"}) : nlohmann::ordered_json(identifiers));
+    if (!identifiers.empty())
+      dp::write_json(dir / "identifiers.json", nlohmann::ordered_json(identifiers));
+    else if (metadata.num_puzzle_identifiers == 1)
+      dp::write_json(dir / "identifiers.json", nlohmann::ordered_json::array({"<blank>"}));
   }
 
   // The reference's collate: rows `examples` of `s` with the ids of `puzzles` (one per row),
@@ -680,6 +686,10 @@ class TrainSampler {
 
   std::int64_t iteration() const { return iteration_; }
   const TrainSamplerOptions& options() const { return opt_; }
+  // The largest count restore() accepts (iteration, set, pos, batch). Passes are counted in an
+  // int64 the next pass increments: a saved count near its maximum would overflow it; 2^53 is
+  // beyond any run (as the trainer's step bound).
+  static constexpr std::int64_t max_iteration = std::int64_t(1) << 53;
 
   // The sampler's position as JSON text (the pass, the set, the place in it and the Rng), so that
   // a resumed run continues the same sequence of batches: restore(state()) on a sampler of the
@@ -702,21 +712,30 @@ class TrainSampler {
     };
     const nlohmann::json j = io::parse_untrusted_json<ValueError>(text, "TrainSampler::restore: the saved state");
     try {
-      const auto iteration = j.at("iteration").get<std::int64_t>();
-      const auto set = j.at("set").get<std::size_t>();
-      const auto pos = j.at("pos").get<std::size_t>();
+      // Counts must be JSON integers: nlohmann's get<integer>() of a number like 1e30 is a
+      // float-to-integer conversion out of range (undefined behaviour), of -1 a wrap to 2^64 - 1.
+      auto count = [&](const char* key) -> std::int64_t {
+        const auto& v = j.at(key);
+        if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<std::uint64_t>() > std::uint64_t(max_iteration)) ||
+            v.get<std::int64_t>() < 0)
+          fail(std::string(key) + ": expected an integer in 0.." + std::to_string(max_iteration) + ", found " + io::json_brief(v));
+        return v.get<std::int64_t>();
+      };
+      const std::int64_t iteration = count("iteration");
+      const auto set = std::size_t(count("set"));
+      const auto pos = std::size_t(count("pos"));
       const bool ended = j.at("ended").get<bool>();
       auto show = [](const nlohmann::json& v) { return v.is_primitive() ? v.dump() : io::json_brief(v); };
-      if (j.at("batch").get<index_t>() != opt_.global_batch_size || j.at("seed").get<std::string>() != std::to_string(opt_.seed))
+      if (count("batch") != opt_.global_batch_size || j.at("seed").get<std::string>() != std::to_string(opt_.seed))
         fail("the state is of a sampler with batch " + show(j.at("batch")) + " and seed " + show(j.at("seed")) +
              ", this one has batch " + std::to_string(opt_.global_batch_size) + " and seed " + std::to_string(opt_.seed));
       std::array<std::uint64_t, 4> rs{};
       const auto& r = j.at("rng");
       if (!r.is_array() || r.size() != 4) fail("rng: expected 4 numbers");
       for (std::size_t i = 0; i < 4; ++i) rs[i] = std::stoull(r.at(i).get<std::string>());
-      if (iteration < 0 || set >= d_->sets.size())
-        fail("iteration " + std::to_string(iteration) + " / set " + std::to_string(set) + " out of range for a dataset of " +
-             std::to_string(d_->sets.size()) + " set(s)");
+      if (rs == std::array<std::uint64_t, 4>{}) fail("rng: expected a live xoshiro256** state, found all zeros");
+      if (set >= d_->sets.size())
+        fail("set " + std::to_string(set) + " out of range for a dataset of " + std::to_string(d_->sets.size()) + " set(s)");
       if (iteration == 0) {
         iteration_ = 0, set_ = d_->sets.size() - 1, order_.clear(), pos_ = 0, ended_ = true;
         return;

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../train/trainer.hpp"
@@ -115,8 +116,21 @@ void load_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& pat
       throw io::FormatError(path.string() + ": carry.steps: expected an I32 tensor of shape [B] with 1 <= B <= 2^24, found " +
                             std::string(io::dtype_name(rec.dtype)) + " " + io::format_shape(rec.shape));
     const index_t b = index_t(rec.shape[0]);
-    carry.y.resize(b, M::total_len, M::hidden);
+    // carry.y and carry.z are total_len * hidden floats per row: a few bytes of carry.steps would
+    // ask for hundreds of thousands of times as many (a 4 MB file, 2^20 rows of a 30x30 model:
+    // gigabytes). Their records must hold those bytes before anything is allocated, so what is
+    // allocated is bounded by the size of the file.
     const index_t zb = b * index_t(M::num_latents);  // latent states stacked along the batch axis
+    for (const auto& [name, rows] : {std::pair<const char*, index_t>{"carry.y", b}, {"carry.z", zb}}) {
+      const std::vector<std::int64_t> want{rows, M::total_len, M::hidden};
+      if (!file.contains(name) || file.at(name).dtype != io::DType::F32 || file.at(name).shape != want)
+        throw io::FormatError(path.string() + ": " + name + ": expected an F32 tensor of shape " + io::format_shape(want) +
+                              " (B = " + std::to_string(b) + " from carry.steps), found " +
+                              (file.contains(name) ? std::string(io::dtype_name(file.at(name).dtype)) + " " +
+                                                         io::format_shape(file.at(name).shape)
+                                                   : std::string("none")));
+    }
+    carry.y.resize(b, M::total_len, M::hidden);
     carry.z.resize(zb, M::total_len, M::hidden);
     carry.steps.assign(b, 0);
     carry.halted.assign(b, 0);
