@@ -3,7 +3,6 @@
 // one supervision step on every row of the carried batch, one optimiser step.
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -38,8 +37,9 @@ struct TrainOptions {
 
 // A NaN or an infinity in a training call's gradients or updated weights (see
 // TrainOptions::check_finite). A gradient found bad leaves the weights, the optimiser state, the
-// EMA and the step count as they were before the call; bad weights leave the model unusable
-// (the EMA and the optimiser's step count are those of the call before): reload a checkpoint.
+// EMA and the step count as they were before the call (the carry and the exploration RNG have
+// moved on, as in any call); bad weights leave the model unusable (the EMA is that of the call
+// before): reload a checkpoint.
 class NonFiniteError : public ValueError {
  public:
   using ValueError::ValueError;
