@@ -96,7 +96,7 @@ endforeach()
 trm_cli_test(trm_cli_flipped_weights "trm: error: .*flipped.safetensors: tensor 'q_head.weight': checksum mismatch.*STATUS 1"
              sh -c "cp \"$2\" \"$3\" && n=$(($(wc -c < \"$3\") - 64)) &&
 printf '\\132\\132\\132\\132' | dd of=\"$3\" bs=1 seek=$n conv=notrunc 2>/dev/null &&
-\"$1\" sudoku eval --checkpoint \"$3\" --input \"$4\" --threads 1; echo STATUS $?"
+\"$1\" sudoku eval --checkpoint \"$3\" --input \"$4\" --threads 1 || echo STATUS $?"
              sh ${_trm} "${TRM_CLI_CKPT}" "${TRM_CLI_WORK}/flipped.safetensors" "${TRM_CLI_DATA}/good4.csv")
 # A FIFO as input is refused before open() (which would block forever without a writer).
 trm_cli_test(trm_cli_fifo_input "trm: error: .*pipe: expected a regular file, found a FIFO"
