@@ -51,6 +51,7 @@
 #include <map>
 #include <string>
 #include <trm/trm.hpp>
+#include <utility>
 #include <vector>
 
 #if defined(TRM_HAVE_CBLAS)
@@ -285,8 +286,9 @@ void apply_env_overrides(M& model) {
 }
 
 // Sudoku settings (SPEC §4.5): lr 1e-4, weight decay 1.0, puzzle embedding lr 1e-4 / decay 1.0.
-TrainOptions train_options() {
+TrainOptions train_options(bool check_finite = true) {
   TrainOptions o;
+  o.check_finite = check_finite;
   o.puzzle_emb_lr = 1e-4;
   o.puzzle_emb_weight_decay = 1.0;
   o.ema_rate = 0.999;
@@ -340,7 +342,8 @@ void set_counters(benchmark::State& st, double flops_per_iter, double sgemm, ind
 
 // One iteration = one Trainer::step (forward, losses, backward, sign-SGD, AdamATan2, EMA) on the
 // whole batch. One untimed warm-up call first (it allocates the tape and the optimiser state).
-template <class Cfg>
+// Checked = false: without TrainOptions::check_finite (train_unchecked/..., to measure its cost).
+template <class Cfg, bool Checked = true>
 void BM_train(benchmark::State& st) {
   using M = Model<Cfg>;
   const index_t b = st.range(0);
@@ -353,7 +356,7 @@ void BM_train(benchmark::State& st) {
     M model(0);
     apply_env_overrides(model);
     flops = Flops<Cfg>::train_call(model.recursion()) * double(b);
-    Trainer trainer(model, adam(), train_options());
+    Trainer trainer(model, adam(), train_options(Checked));
     const Batch batch = random_batch<M>(b, 1);
     trainer.step(batch);
     const double t0 = now_seconds();
@@ -364,6 +367,31 @@ void BM_train(benchmark::State& st) {
     seconds = now_seconds() - t0;
   }
   set_counters(st, flops, sgemm, b, before, seconds);
+}
+
+// One iteration = what TrainOptions::check_finite adds to a training call, alone: the scan of every
+// parameter's gradient and value and of the puzzle table (the trainer's check_gradients and
+// check_weights on finite tensors; the per-call puzzle-row gradient, [batch, 512], is left out).
+template <class Cfg>
+void BM_finite_check(benchmark::State& st) {
+  using M = Model<Cfg>;
+  M model(0);
+  Trainer trainer(model, adam(), train_options());
+  trainer.step(random_batch<M>(1, 1), /*update=*/false);  // gradients in place, as the check sees them
+  double bytes = 0;
+  for (auto _ : st) {
+    std::ptrdiff_t bad = 0;
+    bytes = 0;
+    model.for_each_parameter([&](const std::string&, auto& p) {
+      bad += trm::detail::first_non_finite(std::as_const(p.grad).span()) + trm::detail::first_non_finite(std::as_const(p.value).span());
+      bytes += 2.0 * double(p.value.size() * sizeof(float));
+    });
+    bad += trm::detail::first_non_finite(std::as_const(model.puzzle_emb.value).span());
+    bytes += double(model.puzzle_emb.value.size() * sizeof(float));
+    benchmark::DoNotOptimize(bad);
+  }
+  st.counters["MB_read"] = bytes / 1e6;
+  st.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // One iteration = a whole 16-step inference of the batch. Model and buffers are built (and one
@@ -421,6 +449,8 @@ void register_benchmarks() {
   // Iteration counts keep each benchmark at a few seconds to ~20 s (times: 2 threads, this class
   // of machine). Google Benchmark's --benchmark_repetitions=n repeats each one n times.
   unit(benchmark::RegisterBenchmark("train/mlp", BM_train<SudokuMlp>))->ArgName("batch")->Arg(1)->Iterations(10);
+  unit(benchmark::RegisterBenchmark("train_unchecked/mlp", BM_train<SudokuMlp, false>))->ArgName("batch")->Arg(1)->Iterations(10);
+  unit(benchmark::RegisterBenchmark("finite_check/mlp", BM_finite_check<SudokuMlp>))->MinTime(0.5);
   unit(benchmark::RegisterBenchmark("train/mlp", BM_train<SudokuMlp>))->ArgName("batch")->Arg(16)->Iterations(3);
   unit(benchmark::RegisterBenchmark("train/mlp", BM_train<SudokuMlp>))->ArgName("batch")->Arg(64)->Iterations(1);
   unit(benchmark::RegisterBenchmark("infer/mlp", BM_infer<SudokuMlp>))->ArgName("batch")->Arg(1)->Iterations(2);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <fstream>
 #include <limits>
 #include <string>
@@ -15,63 +16,15 @@
 #include <trm/train/fit.hpp>
 #include <trm/trm.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include "support/check_throws.hpp"
+#include "support/fit_fixture.hpp"
 #include "support/temp_dir.hpp"
 
 namespace {
 
-using Shape = trm::data::sudoku::SudokuShape<2, 2>;
-using Task4 = trm::data::sudoku::SudokuTask<Shape>;
-
-struct Tiny {
-  static constexpr int rows = 4, cols = 4, vocab = Shape::vocab_size, hidden = 32, layers = 2;
-  static constexpr trm::ConfigOptions options{.puzzle_emb_len = 1};
-  using mixer = trm::TokenMlpMixer;
-  using schedule = trm::TrmRecursion<>;
-  using halting = trm::BceHalting<>;
-};
-using M = trm::Model<Tiny>;
-
-M make_model() { return M({.schedule = trm::TrmRecursion<>(1, 2), .halting = trm::BceHalting<>(2), .puzzle_ids = 1, .seed = 7}); }
-
-trm::TrainOptions train_options() {
-  trm::TrainOptions o;
-  o.schedule = {.warmup_steps = 2, .total_steps = 100, .min_ratio = 1.0};
-  o.ema_rate = 0.9;
-  o.seed = 3;
-  return o;
-}
-
-std::vector<trm::data::TaskExample<Task4>> eval_set(const Task4& task, int n) {
-  trm::Rng rng(99);
-  std::vector<trm::data::TaskExample<Task4>> out;
-  for (int i = 0; i < n; ++i) out.push_back(task.generate(rng));
-  return out;
-}
-
-trm::EvalReport evaluate(const M& m, const Task4& task, const std::vector<trm::data::TaskExample<Task4>>& set) {
-  trm::Evaluator<M> ev(m);
-  const trm::Batch b = trm::data::make_batch(task, set);
-  ev.add(b, b.size(), [&](trm::index_t r, std::span<const std::int32_t> pred) {
-    trm::data::TaskTokens<Task4> t{};
-    for (std::size_t k = 0; k < t.size(); ++k) t[k] = std::uint8_t(pred[k]);
-    try {
-      return task.is_valid_answer(set[std::size_t(r)].question, task.decode(std::span<const std::uint8_t>(t)));
-    } catch (const trm::ValueError&) {
-      return false;
-    }
-  });
-  return ev.report();
-}
-
-std::vector<float> weights_of(const M& m) {
-  std::vector<float> w;
-  trm::for_each_state_tensor(const_cast<M&>(m), [&](const std::string&, auto& p) {
-    const auto s = p.value.span();
-    w.insert(w.end(), s.begin(), s.end());
-  });
-  return w;
-}
+using namespace trm::test::fit_fixture;
 
 int count_lines(const std::filesystem::path& p, const std::string& prefix) {
   std::ifstream in(p);
@@ -236,15 +189,170 @@ TEST_CASE("fit: a diverged run stops with an error and saves nothing") {
   trm::test::TempDir dir("trm_fit_nan");
   const Task4 task(6);
   M model = make_model();
-  // beta1 = 1: the bias correction divides by 1 - beta1^t = 0, the weights become NaN.
+  // beta1 = 1: the bias correction divides by 1 - beta1^t = 0, the weights become NaN while the
+  // gradients of the first call are finite.
   trm::Trainer<M, trm::AdamW> trainer(model, trm::AdamW{.lr = 1e-3, .beta1 = 1.0}, train_options());
   trm::data::GeneratedSource<Task4> source(task, 8, 1);
   auto eval = [&](const M&) { return trm::EvalReport{}; };
-  CHECK_THROWS_CONTAINING(
-      trm::fit(trainer, source, eval, {.max_steps = 5, .out_dir = dir.path(), .progress = false, .plot = false}),
-      trm::ValueError, "loss is not finite", "the run diverged");
+  // (error_of runs the call once: a second fit would continue from the NaN weights.)
+  const std::string msg = trm::test::error_of<trm::NonFiniteError>(
+      [&] { trm::fit(trainer, source, eval, {.max_steps = 5, .out_dir = dir.path(), .progress = false, .plot = false}); });
+  INFO(msg);
+  for (const char* part : {"fit: Trainer::step: step 1: the update made weight '", "non-finite: element 0 [", "] = nan",
+                           "beta1 < 1", "nothing was saved after it; no checkpoint was written in"})
+    CHECK(msg.find(part) != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(dir / "model.safetensors"));
   CHECK_FALSE(std::filesystem::exists(dir / "train_state.safetensors"));
+}
+
+TEST_CASE("fit: a run that diverges after a checkpoint keeps the last good one, byte for byte") {
+  trm::test::TempDir dir("trm_fit_nan_later");
+  const Task4 task(6);
+  auto eval = [&](const M&) { return trm::EvalReport{}; };
+  {
+    M model = make_model();
+    trm::Trainer<M, trm::AdamW> trainer(model, trm::AdamW{.lr = 1e-3}, train_options());
+    trm::data::GeneratedSource<Task4> source(task, 8, 1);
+    trm::fit(trainer, source, eval, {.max_steps = 4, .eval_every = 2, .out_dir = dir.path(), .progress = false, .plot = false});
+  }
+  const auto model_bytes = trm::io::read_file(dir / "model.safetensors");
+  const auto state_bytes = trm::io::read_file(dir / "train_state.safetensors");
+  const auto metrics_bytes = trm::io::read_file(dir / "metrics.csv");
+  // Resumed with beta1 = 1 (not part of the saved state): step 5's update makes the weights NaN.
+  M model = make_model();
+  trm::Trainer<M, trm::AdamW> trainer(model, trm::AdamW{.lr = 1e-3, .beta1 = 1.0}, train_options());
+  trm::data::GeneratedSource<Task4> source(task, 8, 1);
+  const std::string msg = trm::test::error_of<trm::NonFiniteError>([&] {
+    trm::fit(trainer, source, eval,
+             {.max_steps = 8, .eval_every = 2, .out_dir = dir.path(), .resume = true, .progress = false, .plot = false});
+  });
+  CHECK(msg.find("step 5: the update made weight '") != std::string::npos);
+  CHECK(msg.find("keeps the checkpoints of step 4") != std::string::npos);
+  CHECK(trm::io::read_file(dir / "model.safetensors") == model_bytes);
+  CHECK(trm::io::read_file(dir / "train_state.safetensors") == state_bytes);
+  CHECK(trm::io::read_file(dir / "metrics.csv") == metrics_bytes);
+}
+
+TEST_CASE("Trainer: a non-finite gradient is reported by parameter and first element, before any update") {
+  const Task4 task(6);
+  trm::data::GeneratedSource<Task4> source(task, 8, 1);
+  const trm::Batch batch = source.next();
+  // A weight of the output head at +inf: the forward pass and every gradient upstream of it go
+  // non-finite. The gradients an unchecked call leaves in the parameters say which tensor and
+  // element the check must name: the first bad element of the first bad parameter, in
+  // for_each_parameter order (the checkpoint's names).
+  auto poisoned = [] {
+    M m = make_model();
+    m.lm_head.weight.value(3, 5) = std::numeric_limits<float>::infinity();
+    return m;
+  };
+  M reference = poisoned();
+  trm::TrainOptions unchecked = train_options();
+  unchecked.check_finite = false;
+  trm::Trainer<M, trm::AdamW> probe(reference, trm::AdamW{.lr = 1e-3}, unchecked);
+  probe.step(batch, /*update=*/false);
+  std::string name;
+  std::ptrdiff_t index = -1;
+  reference.for_each_parameter([&](const std::string& n, auto& p) {
+    if (index >= 0) return;
+    const auto g = p.grad.span();
+    for (std::size_t i = 0; i < g.size(); ++i)
+      if (!std::isfinite(g[i])) {
+        name = n;
+        index = std::ptrdiff_t(i);
+        break;
+      }
+  });
+  REQUIRE(index >= 0);
+
+  M model = poisoned();
+  const auto before = weights_of(model);
+  trm::Trainer<M, trm::AdamW> trainer(model, trm::AdamW{.lr = 1e-3}, train_options());
+  const std::string msg = trm::test::error_of<trm::NonFiniteError>([&] { trainer.step(batch); });
+  INFO(msg);
+  CHECK(msg.find("Trainer::step: step 1: the gradient of '" + name + "'") != std::string::npos);
+  CHECK(msg.find("is not finite: element " + std::to_string(index) + " [") != std::string::npos);
+  CHECK(msg.find("the weights were not updated") != std::string::npos);
+  // Nothing was updated or counted, and the gradients were cleared.
+  CHECK(trainer.step_count() == 0);
+  CHECK(weights_of(model) == before);  // +inf == +inf: the poisoned weight compares equal
+  model.for_each_parameter([](const std::string&, auto& p) {
+    for (float g : p.grad.span()) CHECK(g == 0.0f);
+  });
+}
+
+TEST_CASE("Trainer: the finite checks' element text, and check_finite = false turns them off") {
+  using trm::detail::first_non_finite;
+  using trm::detail::non_finite_element;
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  std::vector<float> v(37, 1.0f);
+  CHECK(first_non_finite(std::span<const float>(v)) == -1);
+  CHECK(first_non_finite(std::span<const float>()) == -1);
+  v[30] = -inf;
+  v[33] = nan;
+  CHECK(first_non_finite(std::span<const float>(v)) == 30);
+  v[30] = std::numeric_limits<float>::max();  // large but finite
+  CHECK(first_non_finite(std::span<const float>(v)) == 33);
+  const std::vector<double> d = {0.0, 1e308, std::numeric_limits<double>::infinity()};
+  CHECK(first_non_finite(std::span<const double>(d)) == 2);
+  CHECK(non_finite_element(4, {2, 3}, nan) == "element 4 [1, 1] = nan");
+  CHECK(non_finite_element(23, {2, 3, 4}, -inf) == "element 23 [1, 2, 3] = -inf");
+  CHECK(non_finite_element(6, {7}, inf) == "element 6 [6] = inf");
+
+  // Off: the same beta1 = 1 run trains on with NaN weights (fit's loss check still stops it).
+  M model = make_model();
+  trm::TrainOptions o = train_options();
+  o.check_finite = false;
+  trm::Trainer<M, trm::AdamW> trainer(model, trm::AdamW{.lr = 1e-3, .beta1 = 1.0}, o);
+  const Task4 task(6);
+  trm::data::GeneratedSource<Task4> source(task, 8, 1);
+  CHECK_NOTHROW(trainer.step(source.next()));
+  CHECK(std::isnan(trainer.model().lm_head.weight.value(0, 0)));
+  auto eval = [&](const M&) { return trm::EvalReport{}; };
+  const std::string msg =
+      trm::test::error_of<trm::NonFiniteError>([&] { trm::fit(trainer, source, eval, {.max_steps = 3, .progress = false, .plot = false}); });
+  CHECK(msg.find("fit: the training loss is not finite (") != std::string::npos);
+  CHECK(msg.find(") at step 2: the run diverged") != std::string::npos);
+}
+
+TEST_CASE("checkpoints: 4 bytes flipped inside a weight tensor are refused by name (fuzz finding)") {
+  trm::test::TempDir dir("trm_ckpt_flip");
+  M model = make_model();
+  trm::save_model(model, dir / "model.safetensors");
+  auto image = trm::io::read_file(dir / "model.safetensors");
+  // Where lm_head.weight's bytes are: the header's offsets, after the 8-byte length and the header.
+  std::uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= std::to_integer<std::uint64_t>(image[std::size_t(i)]) << (8 * i);
+  const auto header = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(image.data()) + 8, n));
+  const std::size_t begin = 8 + n + header.at("lm_head.weight").at("data_offsets")[0].get<std::size_t>();
+  for (std::size_t k = 0; k < 4; ++k) image[begin + 40 + k] ^= std::byte{0x5a};  // a finite value stays finite
+  trm::io::write_file_atomically(dir / "flipped.safetensors", image);
+  M target = make_model();
+  const auto before = weights_of(target);
+  CHECK_THROWS_CONTAINING(trm::load_model(target, dir / "flipped.safetensors"), trm::io::FormatError,
+                          "flipped.safetensors: tensor 'lm_head.weight': checksum mismatch");
+  CHECK(weights_of(target) == before);
+  CHECK_NOTHROW(trm::load_model(target, dir / "model.safetensors"));
+
+  // The training state too: every tensor (weights, moments, carry, step, RNG) carries its sum.
+  const Task4 task(6);
+  trm::Trainer<M, trm::AdamW> trainer(model, trm::AdamW{.lr = 1e-3}, train_options());
+  trm::data::GeneratedSource<Task4> source(task, 8, 1);
+  trainer.step(source.next());
+  trm::save_train_state(trainer, dir / "state.safetensors");
+  const auto state = trm::io::SafetensorsFile::load(dir / "state.safetensors");
+  CHECK(state.has_checksums());
+  auto simage = trm::io::read_file(dir / "state.safetensors");
+  std::uint64_t sn = 0;
+  for (int i = 0; i < 8; ++i) sn |= std::to_integer<std::uint64_t>(simage[std::size_t(i)]) << (8 * i);
+  const auto sheader = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(simage.data()) + 8, sn));
+  simage[8 + sn + sheader.at("optim.v.lm_head.weight").at("data_offsets")[0].get<std::size_t>()] ^= std::byte{1};
+  trm::io::write_file_atomically(dir / "state_flipped.safetensors", simage);
+  M other = make_model();
+  trm::Trainer<M, trm::AdamW> loader(other, trm::AdamW{.lr = 1e-3}, train_options());
+  CHECK_THROWS_CONTAINING(trm::load_train_state(loader, dir / "state_flipped.safetensors"), trm::io::FormatError,
+                          "tensor 'optim.v.lm_head.weight': checksum mismatch");
+  CHECK(loader.step_count() == 0);
 }
 
 TEST_CASE("TrainSampler: restore(state()) continues the same batches") {

@@ -5,6 +5,8 @@
 #include <trm/io/npy.hpp>
 #include <trm/io/safetensors.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -565,6 +567,128 @@ TEST_CASE("safetensors: truncated and corrupt files are rejected") {
     CHECK_CONTAINS(format_error([&] { SafetensorsFile::parse(bad_bool, "b.st"); }),
                    "b.st: tensor 'm': BOOL element 1 has byte value 2");
   }
+}
+
+namespace {
+std::uint64_t header_length(const std::vector<std::byte>& image) {
+  std::uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= std::to_integer<std::uint64_t>(image[static_cast<std::size_t>(i)]) << (8 * i);
+  return n;
+}
+nlohmann::json header_of(const std::vector<std::byte>& image) {
+  return nlohmann::json::parse(to_string(image).substr(8, header_length(image)));
+}
+
+// Byte range [begin, end) of a tensor's data inside a serialized safetensors image.
+std::pair<std::size_t, std::size_t> data_range(const std::vector<std::byte>& image, const std::string& tensor) {
+  const std::uint64_t n = header_length(image);
+  const auto header = header_of(image);
+  const auto& off = header.at(tensor).at("data_offsets");
+  return {8 + n + off[0].get<std::size_t>(), 8 + n + off[1].get<std::size_t>()};
+}
+
+// The image with its "trm.crc32c" entry replaced by `entry` (the header is re-encoded).
+std::vector<std::byte> with_checksum_entry(const std::vector<std::byte>& image, const nlohmann::json& entry) {
+  const std::uint64_t n = header_length(image);
+  auto header = header_of(image);
+  if (entry.is_null())
+    header["__metadata__"].erase(std::string(kChecksumKey));
+  else
+    header["__metadata__"][std::string(kChecksumKey)] = entry.is_string() ? entry.get<std::string>() : entry.dump();
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  auto out = raw_safetensors(text, 0);
+  out.insert(out.end(), image.begin() + static_cast<std::ptrdiff_t>(8 + n), image.end());
+  return out;
+}
+}  // namespace
+
+TEST_CASE("crc32c: standard check values, and the 8-byte path agrees with the byte-wise one") {
+  CHECK(crc32c(std::as_bytes(std::span<const char>("123456789", 9))) == 0xE3069283u);
+  // RFC 3720 (iSCSI), appendix B.4: 32 bytes of zeros, of 0xff, and 0x00..0x1f.
+  std::array<std::byte, 32> block{};
+  CHECK(crc32c(block) == 0x8A9136AAu);
+  block.fill(std::byte{0xff});
+  CHECK(crc32c(block) == 0x62A8AB43u);
+  for (std::size_t i = 0; i < block.size(); ++i) block[i] = static_cast<std::byte>(i);
+  CHECK(crc32c(block) == 0x46DD794Eu);
+  CHECK(crc32c({}) == 0u);
+  // Every length and alignment up to 40 bytes: one call (8 bytes per step, then the tail) equals
+  // the same bytes fed one at a time (only the tail loop), which the check values above pin down.
+  std::vector<std::byte> data(48);
+  std::uint32_t x = 12345;
+  for (auto& b : data) b = static_cast<std::byte>((x = x * 1103515245u + 12345u) >> 24);
+  for (std::size_t start = 0; start < 8; ++start)
+    for (std::size_t len = 0; start + len <= 48 && len <= 40; ++len) {
+      const auto part = std::span<const std::byte>(data).subspan(start, len);
+      std::uint32_t bytewise = 0;
+      for (std::byte b : part) bytewise = crc32c(std::span<const std::byte>(&b, 1), bytewise);
+      CHECK(crc32c(part) == bytewise);
+    }
+}
+
+TEST_CASE("safetensors checksums: written for every tensor, verified on load, consumed from the metadata") {
+  const auto image = make_sample().serialize();
+  const std::string text = to_string(image);
+  CHECK(text.find("\"trm.crc32c\"") != std::string::npos);
+  const SafetensorsFile back = SafetensorsFile::parse(image, "ck.safetensors");
+  CHECK(back.has_checksums());
+  check_sample(back);  // the metadata holds the caller's entries only
+  CHECK(back.serialize() == image);
+  // No tensors, no entry.
+  SafetensorsFile meta;
+  meta.metadata["k"] = "v";
+  CHECK(to_string(meta.serialize()).find("trm.crc32c") == std::string::npos);
+  // A caller's entry of that name is replaced by the real checksums.
+  SafetensorsFile forged = make_sample();
+  forged.metadata[std::string(kChecksumKey)] = "{\"a.f32\": \"00000000\"}";
+  CHECK(forged.serialize() == image);
+}
+
+TEST_CASE("safetensors checksums: a changed byte in any tensor is refused, naming the file and the tensor") {
+  const auto image = make_sample().serialize();
+  for (const std::string& name : make_sample().names()) {
+    const auto [begin, end] = data_range(image, name);
+    if (begin == end) continue;  // "empty" holds no bytes
+    for (std::size_t at : {begin, (begin + end) / 2, end - 1}) {
+      auto bad = image;
+      bad[at] ^= std::byte{0x10};
+      const std::string msg = format_error([&] { SafetensorsFile::parse(bad, "flip.safetensors"); });
+      CHECK_CONTAINS(msg, "flip.safetensors: tensor '" + name + "': checksum mismatch (stored CRC-32C ");
+      CHECK_CONTAINS(msg, "corrupt file");
+    }
+  }
+  // The same change in a file without checksums (e.g. from the safetensors package) is not detectable: it loads.
+  auto plain = with_checksum_entry(image, nullptr);
+  const auto [b, e] = data_range(plain, "a.f32");
+  plain[b] ^= std::byte{0x10};
+  const SafetensorsFile loaded = SafetensorsFile::parse(plain, "plain");
+  CHECK_FALSE(loaded.has_checksums());
+  CHECK(loaded.values<float>("a.f32")[0] != 0.1f);
+}
+
+TEST_CASE("safetensors checksums: a malformed entry is a clear error") {
+  const auto image = make_sample().serialize();
+  auto err = [&](const nlohmann::json& entry) {
+    return format_error([&] { SafetensorsFile::parse(with_checksum_entry(image, entry), "m.safetensors"); });
+  };
+  CHECK_CONTAINS(err("{"), "m.safetensors: metadata entry 'trm.crc32c': expected valid JSON");
+  CHECK_CONTAINS(err("[1, 2]"), "metadata entry 'trm.crc32c': expected a JSON object of tensor names to CRC-32C values, found");
+  const auto sums = nlohmann::json::parse(header_of(image)["__metadata__"].at("trm.crc32c").get<std::string>());
+  REQUIRE(sums.size() == 10);
+  auto changed = [&](const std::string& name, const nlohmann::json& value) {
+    auto s = sums;
+    if (value.is_null()) s.erase(name);
+    else s[name] = value;
+    return s;
+  };
+  CHECK_CONTAINS(err(changed("a.f32", 12)), "tensor 'a.f32': expected 8 lower-case hex digits, found");
+  CHECK_CONTAINS(err(changed("a.f32", "1234567")), "tensor 'a.f32': expected 8 lower-case hex digits");
+  CHECK_CONTAINS(err(changed("a.f32", "ABCDEF01")), "tensor 'a.f32': expected 8 lower-case hex digits");
+  CHECK_CONTAINS(err(changed("a.f32", "0x123456")), "tensor 'a.f32': expected 8 lower-case hex digits");
+  CHECK_CONTAINS(err(changed("a.f32", nullptr)), "no checksum for tensor 'a.f32' (the entry must cover every tensor)");
+  CHECK_CONTAINS(err(changed("ghost", "00000000")), "names tensor 'ghost', which the file does not hold");
+  CHECK_CONTAINS(err(std::string(100000, '[')), "nested at most 64 levels");
 }
 
 TEST_CASE("safetensors: a missing path raises std::system_error, a directory trm::io::NotAFileError") {

@@ -41,7 +41,7 @@ if grep -Eqi '^TRM_USE_OPENBLAS:BOOL=(ON|1|TRUE|YES|Y)$' CMakeCache.txt && [[ $(
     failed=()
     for core in "${cores[@]}"; do
         echo "trm: parity, trajectory and resume tests with OPENBLAS_CORETYPE=$core"
-        OPENBLAS_CORETYPE=$core ctest -R '^(test_trm_parity|test_hrm_parity|test_trm_train)$' --output-on-failure ||
+        OPENBLAS_CORETYPE=$core ctest -R '^(test_trm_parity|test_hrm_parity|test_trm_train|test_fit|test_crash_safety)$' --output-on-failure ||
             failed+=("$core")
     done
     if ((${#failed[@]})); then

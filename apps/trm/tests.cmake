@@ -89,6 +89,15 @@ foreach(f state_elapsed_str state_array)  # a valid spec, a malformed state: ref
   trm_cli_test(trm_cli_fuzz_meta_${f} "trm: error: .*${f}.safetensors: "
                ${_trm} sudoku eval --checkpoint "${TRM_CLI_DATA}/fuzz/${f}.safetensors" --input "${TRM_CLI_DATA}/good4.csv")
 endforeach()
+# A checkpoint with 4 bytes changed inside a weight tensor (fuzz finding: it loaded and scored 0 %,
+# exit 0) is refused by its checksum, naming the tensor. q_head.weight is the last tensor of the
+# file (tensors are stored in name order) and 512 bytes long, so the 4 bytes from 64 before the
+# end are inside it.
+trm_cli_test(trm_cli_flipped_weights "trm: error: .*flipped.safetensors: tensor 'q_head.weight': checksum mismatch.*STATUS 1"
+             sh -c "cp \"$2\" \"$3\" && n=$(($(wc -c < \"$3\") - 64)) &&
+printf '\\132\\132\\132\\132' | dd of=\"$3\" bs=1 seek=$n conv=notrunc 2>/dev/null &&
+\"$1\" sudoku eval --checkpoint \"$3\" --input \"$4\" --threads 1 || echo STATUS $?"
+             sh ${_trm} "${TRM_CLI_CKPT}" "${TRM_CLI_WORK}/flipped.safetensors" "${TRM_CLI_DATA}/good4.csv")
 # A FIFO as input is refused before open() (which would block forever without a writer).
 trm_cli_test(trm_cli_fifo_input "trm: error: .*pipe: expected a regular file, found a FIFO"
              sh -c "rm -f \"$2/pipe\" && mkfifo \"$2/pipe\" && timeout 20 \"$1\" sudoku solve --checkpoint \"$3\" --input \"$2/pipe\""

@@ -7,6 +7,19 @@
 // string-to-string map. Every byte of the buffer must belong to exactly one
 // tensor.
 //
+// Checksums: every file save()/serialize() writes carries, in the metadata
+// entry "trm.crc32c" (kChecksumKey), a JSON object mapping each tensor's name
+// to the CRC-32C of its data bytes as 8 lower-case hex digits, e.g.
+//   "trm.crc32c": "{\"lm_head.weight\":\"1a2b3c4d\",\"q_head.bias\":\"00ff00ff\"}"
+// parse() verifies them: a tensor whose bytes do not match is a FormatError
+// naming the file and the tensor, so a flipped byte is refused instead of
+// loading as a silently different model. A file without the entry (written by
+// the safetensors package, PyTorch, older trm) is read as before; an entry that
+// is not such an object, or that misses a tensor or names one the file does
+// not hold, is a FormatError. The entry is consumed by parse() (it is not in
+// `metadata` afterwards; has_checksums() says whether it was there) and
+// rewritten by every save, so it always describes the bytes it travels with.
+//
 // This header also holds what trm::io shares with npy.hpp: DType (whose names
 // are the safetensors dtype strings), FormatError and the typed-value helpers.
 // It deliberately knows nothing about the rest of trm; an adapter binds
@@ -16,6 +29,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstddef>
+#include <cstdio>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -35,6 +49,7 @@
 #include <nlohmann/json.hpp>
 
 #include "trm/io/atomic_file.hpp"
+#include "trm/io/crc32c.hpp"
 #include "trm/io/json.hpp"
 
 namespace trm::io {
@@ -49,6 +64,9 @@ class FormatError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// The metadata entry holding the per-tensor CRC-32C checksums (see the top of this file).
+inline constexpr std::string_view kChecksumKey = "trm.crc32c";
 
 enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
 
@@ -322,6 +340,8 @@ class SafetensorsFile {
   std::size_t size() const { return tensors_.size(); }
   const TensorMap& tensors() const { return tensors_; }
   const std::string& source_name() const { return source_; }
+  // Whether the parsed file carried the kChecksumKey entry (then every tensor was verified).
+  bool has_checksums() const { return has_checksums_; }
 
   // The tensor's elements, C order. T must match the stored dtype exactly
   // (float <-> F32, double <-> F64, std::int32_t <-> I32, f16 <-> F16, ...).
@@ -357,6 +377,7 @@ class SafetensorsFile {
 
   std::string source_ = "<memory>";
   TensorMap tensors_;
+  bool has_checksums_ = false;
 };
 
 inline const TensorRecord& SafetensorsFile::at(std::string_view name) const {
@@ -413,7 +434,19 @@ inline std::string SafetensorsFile::header_text() const {
     header[name] = std::move(entry);
     offset += record.data.size();
   }
-  if (!metadata.empty()) header["__metadata__"] = metadata;
+  // The checksums are computed here, from the bytes written next to them, so no caller can
+  // forget them or leave a stale set behind; they replace any entry of that name in `metadata`.
+  auto meta = metadata;
+  if (!tensors_.empty()) {
+    nlohmann::json sums = nlohmann::json::object();
+    char hex[9];
+    for (const auto& [name, record] : tensors_) {
+      std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(crc32c(record.data)));
+      sums[name] = hex;
+    }
+    meta[std::string(kChecksumKey)] = sums.dump();
+  }
+  if (!meta.empty()) header["__metadata__"] = meta;
   std::string text;
   try {
     text = header.dump();
@@ -557,8 +590,47 @@ inline SafetensorsFile SafetensorsFile::parse(std::span<const std::byte> bytes, 
     throw fail("data buffer has " + std::to_string(buffer.size() - cursor) + " trailing bytes after the last tensor");
   }
 
+  // Checksums, when the file has them: the entry is checked for form first (a malformed one is
+  // refused as such, not reported as corrupt tensors), then every tensor's bytes.
+  std::map<std::string, std::uint32_t, std::less<>> sums;
+  if (const auto it = file.metadata.find(std::string(kChecksumKey)); it != file.metadata.end()) {
+    const std::string what = "metadata entry " + detail::single_quoted(kChecksumKey);
+    const json j = parse_untrusted_json<FormatError>(it->second, src + ": " + what);
+    if (!j.is_object())
+      throw fail(what + ": expected a JSON object of tensor names to CRC-32C values, found " + json_brief(j));
+    for (const auto& [name, value] : j.items()) {
+      const std::string* text = value.is_string() ? &value.get_ref<const std::string&>() : nullptr;
+      const bool hex8 = text && text->size() == 8 &&
+                        std::all_of(text->begin(), text->end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+      if (!hex8)
+        throw fail(what + ": tensor " + detail::single_quoted(name) + ": expected 8 lower-case hex digits, found " +
+                   json_brief(value));
+      sums.emplace(name, static_cast<std::uint32_t>(std::stoul(*text, nullptr, 16)));
+    }
+    for (const Entry& e : entries)
+      if (!sums.contains(e.record.name))
+        throw fail(what + ": no checksum for tensor " + detail::single_quoted(e.record.name) +
+                   " (the entry must cover every tensor)");
+    if (sums.size() != entries.size())
+      for (const auto& [name, sum] : sums)
+        if (std::none_of(entries.begin(), entries.end(), [&](const Entry& e) { return e.record.name == name; }))
+          throw fail(what + ": names tensor " + detail::single_quoted(name) + ", which the file does not hold");
+    file.metadata.erase(it);
+    file.has_checksums_ = true;
+  }
+
   for (Entry& e : entries) {
     const auto data = buffer.subspan(static_cast<std::size_t>(e.begin), static_cast<std::size_t>(e.end - e.begin));
+    if (file.has_checksums_) {
+      const std::uint32_t stored = sums.find(e.record.name)->second, found = crc32c(data);
+      if (stored != found) {
+        char text[80];
+        std::snprintf(text, sizeof text, "stored CRC-32C %08x, computed %08x", static_cast<unsigned>(stored),
+                      static_cast<unsigned>(found));
+        throw fail("tensor " + detail::single_quoted(e.record.name) + ": checksum mismatch (" + text +
+                   "): its bytes changed after the file was written (corrupt file)");
+      }
+    }
     if (e.record.dtype == DType::BOOL) detail::check_bool_bytes(data, src + ": tensor " + detail::single_quoted(e.record.name));
     e.record.data.assign(data.begin(), data.end());
     std::string key = e.record.name;

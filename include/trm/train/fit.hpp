@@ -8,6 +8,15 @@
 //   - after each evaluation, atomic checkpoints in out_dir: model.safetensors (the evaluated
 //     weights) and train_state.safetensors (weights, EMA, optimiser moments, carry, RNG), both
 //     with metadata "trm.fit.state" (step, time, the source's position) and the caller's entries;
+//     written in the order metrics.csv, model.safetensors, train_state.safetensors, so that the
+//     state, which resume reads, is the commit point: a process killed anywhere in a save leaves
+//     every file complete (each is replaced atomically), the state at the last completed save and
+//     the other two at the same step or the next one, which the resumed run rewrites identically
+//     (resume keeps the metrics rows up to the state's step). Tested by killing runs with SIGKILL
+//     (tests/test_crash_safety.cpp);
+//   - a NaN or infinity in the loss, the gradients or the weights (Trainer's check_finite) stops
+//     the run with NonFiniteError naming the step and the tensor; nothing is saved after it, so
+//     out_dir keeps the checkpoints of the last evaluation;
 //   - resume: continue the run of out_dir, the trainer and the source where they were saved;
 //   - metrics.csv (train rows every log_every steps, eval rows) and curve.png (gnuplot, when
 //     installed; otherwise a note and the CSV);
@@ -74,6 +83,12 @@ struct FitOptions {
   const std::atomic<bool>* stop = nullptr;  // the caller's stop flag, read before every step
   std::string title{};         // of the plot
   std::map<std::string, std::string> metadata{};  // stored in both checkpoints
+  // Observers (e.g. a custom log, a test). on_step: after every training call whose loss is
+  // finite, with the step count and the call's metrics. on_save: around each file of a checkpoint
+  // save, with its path, written = false before it is written and true once it is in place; the
+  // crash-safety test blocks in it to be killed inside the save window.
+  std::function<void(long step, const StepMetrics& metrics)> on_step{};
+  std::function<void(const std::filesystem::path& file, bool written)> on_save{};
 };
 
 struct FitResult {
@@ -299,10 +314,16 @@ FitResult fit(Trainer<M, Opt>& trainer, Source& source, Evaluate&& evaluate, con
                   percent(last.exact_early).c_str(), last.mean_steps_early, last.seconds);
     progress.line(text);
     if (files) {
+      // The state last: it is what resume reads (see the header comment).
+      auto saving = [&](const fs::path& file, auto&& write) {
+        if (o.on_save) o.on_save(file, false);
+        write();
+        if (o.on_save) o.on_save(file, true);
+      };
       const auto m = metadata();
-      save_train_state(trainer, res.state_path, m);
-      save_model(weights, res.model_path, m);
-      write_metrics();
+      saving(res.metrics_path, write_metrics);
+      saving(res.model_path, [&] { save_model(weights, res.model_path, m); });
+      saving(res.state_path, [&] { save_train_state(trainer, res.state_path, m); });
     }
   };
 
@@ -325,14 +346,26 @@ FitResult fit(Trainer<M, Opt>& trainer, Source& source, Evaluate&& evaluate, con
       trainer.set_lr_scale(o.lr_min_ratio + (1 - o.lr_min_ratio) * 0.5 * (1 + std::cos(std::numbers::pi * frac)));
     }
     const Batch& batch = source.next();
-    const StepMetrics m = trainer.step(batch);
+    // A diverged run (a NaN or infinity in the loss, or in the gradients or weights, found by the
+    // trainer) stops here: nothing of it is evaluated or saved, the files of the last evaluation
+    // stay as they were.
+    auto kept = [&]() -> std::string {
+      if (!files) return "";
+      if (last_eval_step < 0 && !o.resume) return "; no checkpoint was written in " + o.out_dir.string();
+      return "; " + o.out_dir.string() + " keeps the checkpoints of step " + std::to_string(std::max(last_eval_step, start_step));
+    };
+    StepMetrics m;
+    try {
+      m = trainer.step(batch);
+    } catch (const NonFiniteError& e) {
+      throw NonFiniteError(std::string("fit: ") + e.what() + "; nothing was saved after it" + kept());
+    }
     ++step;
-    // A diverged run (e.g. an optimiser setting that makes the update NaN) stops here: nothing of
-    // it is evaluated or saved, the files of the last evaluation stay as they were.
     if (!std::isfinite(m.total_loss))
-      throw ValueError("fit: the training loss is not finite (" + std::to_string(m.total_loss) + ") at step " +
-                       std::to_string(step) + ": the run diverged; nothing was saved after step " +
-                       std::to_string(std::max(last_eval_step, start_step)) + " (lower the learning rate or check the optimiser settings)");
+      throw NonFiniteError("fit: the training loss is not finite (" + std::to_string(m.total_loss) + ") at step " +
+                           std::to_string(step) + ": the run diverged; nothing was saved after it" + kept() +
+                           " (lower the learning rate or check the optimiser settings)");
+    if (o.on_step) o.on_step(step, m);
     acc_loss += m.mean_total_loss();
     acc_lm += m.mean_lm_loss();
     acc_qh += m.batch_rows > 0 ? m.q_halt_loss / m.batch_rows : 0.0;

@@ -4,8 +4,12 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
+
+#include <Eigen/Core>
 
 #include "../halting/halting.hpp"
 #include "../model/model.hpp"
@@ -23,7 +27,51 @@ struct TrainOptions {
   LossType loss = LossType::stablemax_cross_entropy;
   double halt_exploration_prob = 0.1;
   std::uint64_t seed = 0;         // exploration draws
+  // Every call checks its gradients (after backward, before the update) and the weights it wrote
+  // (after the update) for NaN and infinity, and throws NonFiniteError naming the step, the
+  // tensor and its first bad element. A diverging run stops at the step that went wrong, before
+  // the bad values reach a checkpoint or the EMA. One read of every parameter and gradient per
+  // call; its cost, measured, is in docs/PERFORMANCE.md.
+  bool check_finite = true;
 };
+
+// A NaN or an infinity in a training call's gradients or updated weights (see
+// TrainOptions::check_finite). A gradient found bad leaves the weights, the optimiser state, the
+// EMA and the step count as they were before the call (the carry and the exploration RNG have
+// moved on, as in any call); bad weights leave the model unusable (the EMA is that of the call
+// before): reload a checkpoint.
+class NonFiniteError : public ValueError {
+ public:
+  using ValueError::ValueError;
+};
+
+namespace detail {
+
+// Flat index of the first NaN or infinity in `v`, or -1. The clean case (every call) is one
+// vectorised pass (Eigen's allFinite, at memory speed); only a bad tensor is scanned again.
+template <class T>
+std::ptrdiff_t first_non_finite(std::span<const T> v) {
+  using A = Eigen::Array<T, Eigen::Dynamic, 1>;
+  if (v.empty() || Eigen::Map<const A>(v.data(), Eigen::Index(v.size())).allFinite()) return -1;
+  for (std::size_t i = 0; i < v.size(); ++i)
+    if (!std::isfinite(v[i])) return std::ptrdiff_t(i);
+  return -1;
+}
+
+// "element 37 [0, 37] = nan" of a tensor of logical (checkpoint) shape `shape`, C order.
+template <class T>
+std::string non_finite_element(std::ptrdiff_t flat, const std::vector<index_t>& shape, T value) {
+  std::vector<index_t> idx(shape.size());
+  auto rest = index_t(flat);
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    idx[d] = shape[d] > 0 ? rest % shape[d] : 0;
+    rest = shape[d] > 0 ? rest / shape[d] : 0;
+  }
+  return "element " + std::to_string(flat) + " " + format_shape(idx) + " = " +
+         (std::isnan(value) ? "nan" : (value > 0 ? "inf" : "-inf"));
+}
+
+}  // namespace detail
 
 // Metrics of one training call, in the reference's train-log form: losses are batch sums, the
 // others are sums over rows that halted with at least one supervised label (`count`). The mean_*
@@ -195,6 +243,7 @@ class Trainer {
     recursion.backward(model_, tape_, dy_.cview(), dx_.view());
     puzzle_row_grad_.resize(b, M::puzzle_emb_ndim);
     model_.embed_backward(data, dx_.cview(), puzzle_row_grad_.view());
+    if (options_.check_finite) check_gradients();
 
     ++step_;
     m.lr = options_.schedule(opt_.lr, step_) * lr_scale_;
@@ -207,6 +256,8 @@ class Trainer {
         opt_.update(p.value, p.grad, opt_state_[name], m.lr, step_);
         p.zero_grad();
       });
+      // Before the EMA: its shadow keeps the average of the last good weights.
+      if (options_.check_finite) check_weights();
       if (options_.ema_rate > 0) ema_.update(model_);
     }
     return m;
@@ -216,6 +267,46 @@ class Trainer {
   void set_carry(Carry<M> c) { carry_ = std::move(c); }
 
  private:
+  // The call about to be counted (step_ + 1): gradients of the dense parameters and of the
+  // puzzle rows the batch used. A bad one is reported before anything is updated, and the
+  // gradients are cleared so that the trainer could go on with another batch.
+  void check_gradients() {
+    const long call = step_ + 1;
+    auto fail = [&](const std::string& what) {
+      model_.for_each_parameter([](const std::string&, auto& p) { p.zero_grad(); });
+      throw NonFiniteError("Trainer::step: step " + std::to_string(call) + ": " + what +
+                           "; the weights were not updated (a diverging run: lower the learning rate, check the data)");
+    };
+    model_.for_each_parameter([&](const std::string& name, auto& p) {
+      if (const auto i = detail::first_non_finite(std::as_const(p.grad).span()); i >= 0)
+        fail("the gradient of '" + name + "' " + format_shape(p.shape) + " is not finite: " +
+             detail::non_finite_element(i, p.shape, std::as_const(p.grad).span()[std::size_t(i)]));
+    });
+    if constexpr (M::puzzle_emb_ndim > 0) {
+      const auto g = std::as_const(puzzle_row_grad_).span();
+      if (const auto i = detail::first_non_finite(g); i >= 0) {
+        const index_t row = index_t(i) / M::puzzle_emb_ndim, col = index_t(i) % M::puzzle_emb_ndim;
+        const index_t id = carry_.data.puzzle_identifiers(row);
+        fail("the gradient of 'puzzle_emb.weights' (puzzle " + std::to_string(id) + ", batch row " + std::to_string(row) +
+             ") is not finite: " + detail::non_finite_element(index_t(id) * M::puzzle_emb_ndim + col, model_.puzzle_emb.shape, g[std::size_t(i)]));
+      }
+    }
+  }
+
+  // The weights the update of call step_ wrote: the dense parameters and the puzzle table.
+  void check_weights() {
+    auto check = [&](const std::string& name, const auto& p) {
+      if (const auto i = detail::first_non_finite(p.value.span()); i >= 0)
+        throw NonFiniteError("Trainer::step: step " + std::to_string(step_) + ": the update made weight '" + name + "' " +
+                             format_shape(p.shape) + " non-finite: " +
+                             detail::non_finite_element(i, p.shape, p.value.span()[std::size_t(i)]) +
+                             " (finite gradients: check the optimiser settings, e.g. beta1 < 1, and the learning rate); "
+                             "the model is unusable, reload a checkpoint");
+    };
+    model_.for_each_parameter(check);
+    if constexpr (M::puzzle_emb_ndim > 0) check(std::string("puzzle_emb.weights"), model_.puzzle_emb);
+  }
+
   // Q-learning target (SPEC §5): one more supervision step, without gradient, from copies of the
   // new carry on the same data and weights; the policy turns its q logits into the targets.
   void q_continue_target(index_t b) {
