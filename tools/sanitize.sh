@@ -6,8 +6,9 @@
 #    fatal (-fno-sanitize-recover=all). Builds every doctest executable (tests/test_*.cpp) and the
 #    docs/API.md tutorial and runs their CTest tests; with TRM_SAN_CLI=1 also the `trm` command line
 #    and its CLI tests (apps/trm/tests.cmake).
-#    Left out: the CLI by default (its 6 translation units cost more CPU time than the 17 doctest
-#    files; the library code it runs is the doctests' code), examples (smoke tests, 4 more TUs),
+#    Left out: the CLI by default (its 6 translation units took 650 s of CPU time to build, about
+#    as much as the 17 doctest files; its 53 tests then run in 5 s and passed clean, 2026-12-02),
+#    examples (smoke tests, 4 more TUs),
 #    consumer_* (packaging: they build separate projects), compile_fail_* (clang -fsyntax-only,
 #    nothing runs) and CUDA (ASan does not see device memory).
 # 2. tsan: clang, -O1, ThreadSanitizer, on the tests that run threads: tests/test_cpu_parallel.cpp
