@@ -871,7 +871,11 @@ TEST_CASE_TEMPLATE("large inputs (threaded paths): cpu matches reference, bit-id
       {"swiglu_forward", &Out::swf}, {"swiglu_backward", &Out::swb}, {"rmsnorm_forward", &Out::rmsy},
       {"rmsnorm_backward", &Out::rmsdx}, {"softmax_rows", &Out::sm}, {"softmax_rows_backward", &Out::smb},
       {"rope", &Out::rope}};
-  for (auto [name, member] : mats) {
+  // Not a structured binding: INFO captures `name` in a lambda, which clang before 16 refuses for
+  // a binding (the sanitizer builds of tools/sanitize.sh use clang).
+  for (const auto& entry : mats) {
+    const char* name = entry.first;
+    const auto member = entry.second;
     INFO(name);
     CHECK(bit_equal((one.*member).cview(), (two.*member).cview()));
     CHECK(all_finite((two.*member).cview()));

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstring>
 #include <functional>
+#include <latch>
 #include <thread>
 #include <trm/backend/cpu.hpp>
 #include <trm/backend/reference.hpp>
@@ -51,6 +52,32 @@ void check_thread_invariant(const char* what, const std::function<std::vector<Ma
 
 }  // namespace
 
+// First in this file on purpose: doctest runs a file's tests in order, so no set_num_threads call
+// has happened yet and every thread's first op finds the thread count unset. Before the count was
+// atomic and applied under a mutex, this was a data race on it and concurrent
+// openblas_set_num_threads calls (found while adding the ThreadSanitizer phase of tools/sanitize.sh,
+// which runs this file).
+TEST_CASE("first ops on three threads at once apply the default thread count once") {
+  const bool unset = detail::cpu_thread_count().load() == 0;
+  if (!unset) MESSAGE("the thread count was already set (tests reordered): the lazy default is not exercised");
+  Rng rng(1);
+  const Mat x = random_mat(301, 257, rng);  // 77,357 elements: more than one pool task
+  std::vector<Mat> out(3, Mat(301, 257));
+  std::latch start(3);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < out.size(); ++t)
+    threads.emplace_back([&, t] {
+      start.arrive_and_wait();
+      cpu::copy<float>(x.cview(), out[t].view());
+    });
+  for (auto& t : threads) t.join();
+  for (const Mat& o : out) CHECK(bit_equal(o, x));
+  const int n = detail::cpu_thread_count().load();
+  CHECK(n >= 1);
+  CHECK(detail::CpuPool::instance().threads() == n);
+  if (unset) CHECK(n == cpu::num_threads());  // OpenBLAS's default (Eigen without OpenMP: 1)
+}
+
 TEST_CASE("cpu elementwise ops: bit-identical for 1, 2 and 3 threads on sizes that are split") {
   Rng rng(3);
   // Odd sizes, more elements than one task takes, and a single long row (split by columns).
@@ -80,7 +107,10 @@ TEST_CASE("cpu elementwise ops: bit-identical for 1, 2 and 3 threads on sizes th
     return std::vector<Mat>{o, a};
   });
 
-  for (auto [rows, inter] : {std::pair<index_t, index_t>{301, 257}, {1, 50001}}) {
+  // Not a structured binding: CAPTURE and the lambda below capture the sizes, which clang before 16
+  // refuses for a binding (tools/sanitize.sh builds with clang).
+  for (const auto& size : {std::pair<index_t, index_t>{301, 257}, {1, 50001}}) {
+    const index_t rows = size.first, inter = size.second;
     CAPTURE(rows);
     const auto gu = random_mat(rows, 2 * inter, rng), dout = random_mat(rows, inter, rng);
     check_thread_invariant("swiglu", [&] {

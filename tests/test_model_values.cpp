@@ -279,3 +279,48 @@ TEST_CASE("a const Model is shared by solvers on two threads: results identical 
   check(ModelArgs<Cfg<HrmRecursion<>, QLearningHalting<>, AttentionMixer<2>>>{
       .schedule = HrmRecursion<>(2, 2), .halting = QLearningHalting<>(3), .puzzle_ids = 3, .seed = 8});
 }
+
+// Hidden 64: with a batch of 64 rows (11 positions each) an activation has 45,056 elements, more
+// than the CPU pool's grain (32,768), so the elementwise ops are split into pool jobs.
+struct WideCfg {
+  static constexpr int rows = 3, cols = 3, vocab = 6, hidden = 64, layers = 1;
+  using mixer = TokenMlpMixer;
+  using schedule = TrmRecursion<2, 2>;
+  using halting = BceHalting<3>;
+  static constexpr ConfigOptions options{.puzzle_emb_len = 2, .puzzle_emb_ndim = -1};
+};
+
+TEST_CASE("solvers on three threads share a const model while the CPU pool runs their ops") {
+  // The test above stays below the pool's grain; this one makes every solver submit pool jobs at
+  // once: one of them holds the pool, the others' jobs run serially on their own threads
+  // (CpuPool::run). Results must not depend on which. tools/sanitize.sh runs it under TSan.
+  const int saved = cpu::num_threads();
+  cpu::set_num_threads(2);
+  Model<WideCfg> model_rw(ModelArgs<WideCfg>{.puzzle_ids = 3, .seed = 4});
+  const Model<WideCfg>& model = model_rw;
+  Rng rng(5);
+  std::vector<Batch> batches;
+  for (int i = 0; i < 3; ++i) batches.push_back(random_batch(rng, 64, 3));
+  std::vector<SolveResult> ref;
+  for (const Batch& b : batches) ref.push_back(Solver(model).solve(b));
+  std::vector<SolveResult> got(batches.size());
+  std::vector<std::exception_ptr> errors(batches.size());
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < batches.size(); ++i)
+    threads.emplace_back([&, i] {
+      try {
+        for (int rep = 0; rep < 2; ++rep) got[i] = Solver(model).solve(batches[i]);
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  cpu::set_num_threads(saved);
+  for (std::size_t i = 0; i < batches.size(); ++i) {
+    REQUIRE_FALSE(errors[i]);
+    CHECK(std::equal(got[i].predictions.span().begin(), got[i].predictions.span().end(),
+                     ref[i].predictions.span().begin()));
+    CHECK(got[i].q_halt == ref[i].q_halt);
+    CHECK(got[i].steps_used == ref[i].steps_used);
+  }
+}

@@ -178,7 +178,9 @@ void check_truncation(MA& a, const Carry2& c, MB& b1, const Carry2& c1, const Ba
   CHECK(max_rel(ra.y.span(), rb.y.span()) < 1e-12);
   CHECK(max_rel(ra.z.span(), rb.z.span()) < 1e-12);
   CHECK(ra.grads.size() == rb.grads.size());
-  for (auto& [name, g] : rb.grads) {
+  for (auto& entry : rb.grads) {  // not a binding: INFO's lambda captures it (clang < 16 refuses)
+    const auto& name = entry.first;
+    auto& g = entry.second;
     INFO(name);
     REQUIRE(ra.grads.count(name) == 1);
     CHECK(max_rel(ra.grads[name], g) < 1e-12);

@@ -4,8 +4,11 @@
 # for that. Used by tools/test.sh and tools/demo.sh; can be run on its own.
 set -euo pipefail
 
+# clang, libclang-rt-dev (libFuzzer and the sanitizer runtimes) and llvm (llvm-symbolizer, for
+# readable sanitizer stack traces): tools/fuzz.sh and tools/sanitize.sh, which tools/test.sh runs.
 TRM_DEB_PACKAGES=(cmake g++ make libeigen3-dev doctest-dev libbenchmark-dev
-                  libopenblas-dev libcli11-dev nlohmann-json3-dev pkg-config gnuplot-nox)
+                  libopenblas-dev libcli11-dev nlohmann-json3-dev pkg-config gnuplot-nox
+                  clang libclang-rt-dev llvm)
 
 if ! command -v dpkg >/dev/null 2>&1; then
     echo "trm: dpkg not found (not Debian/Ubuntu?): cannot check packages." >&2

@@ -12,9 +12,14 @@
 #    elements (tests/support/tolerances.hpp), so an AVX-512 CI machine also checks what an AVX2
 #    laptop or a CPU that OpenBLAS does not know would compute. test_trm_parity fails if the kernels
 #    in use are not the ones OPENBLAS_CORETYPE names (the tests never re-execute themselves).
-# Environment: TRM_BUILD_DIR (default: build).
+# 6. the hardening checks (docs/RELIABILITY.md): tools/fuzz.sh (every libFuzzer harness, 60 s each,
+#    in build-fuzz/) and tools/sanitize.sh (the doctests under ASan + UBSan, the threaded tests
+#    under TSan, in build-asan/ and build-tsan/); clang comes from tools/install_deps.sh.
+# Environment: TRM_BUILD_DIR (default: build); TRM_SKIP_FUZZ=1, TRM_SKIP_SANITIZE=1 leave step 6's
+# parts out of a local run (CI runs both).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo_root=$(pwd)
 
 bash tools/install_deps.sh
 
@@ -48,4 +53,14 @@ if grep -Eqi '^TRM_USE_OPENBLAS:BOOL=(ON|1|TRUE|YES|Y)$' CMakeCache.txt && [[ $(
         echo "trm: tests failed with OPENBLAS_CORETYPE=${failed[*]}" >&2
         exit 1
     fi
+fi
+
+cd "$repo_root"
+if [[ ${TRM_SKIP_FUZZ:-0} != 1 ]]; then
+    echo "trm: fuzzing every reader of untrusted input (tools/fuzz.sh)"
+    bash tools/fuzz.sh
+fi
+if [[ ${TRM_SKIP_SANITIZE:-0} != 1 ]]; then
+    echo "trm: the test suite under ASan + UBSan and the threaded tests under TSan (tools/sanitize.sh)"
+    bash tools/sanitize.sh
 fi

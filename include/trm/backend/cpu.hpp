@@ -12,8 +12,10 @@
 // the elementwise ops give the same bits for any thread count.
 #include <Eigen/Core>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <mutex>
 
 #include "cpu_pool.hpp"
 #if defined(__AVX__)
@@ -84,9 +86,19 @@ inline void transpose8x8_avx(const float* src, index_t ss, float* dst, index_t d
 }
 #endif
 
-inline int& cpu_thread_count() {
-  static int n = 0;  // 0: not set by the user yet (the library default applies)
+// The thread count of cpu::set_num_threads; 0 until it is first set (by the user, or by the first
+// op with the library default). Atomic: every op reads it, possibly on several threads while
+// another one sets it.
+inline std::atomic<int>& cpu_thread_count() {
+  static std::atomic<int> n{0};
   return n;
+}
+// Serialises the setting of the thread count: OpenBLAS's openblas_set_num_threads (which may start
+// its threads) is not safe to call concurrently, and two solvers' first ops may apply the default
+// at the same time.
+inline std::mutex& cpu_thread_count_mutex() {
+  static std::mutex m;
+  return m;
 }
 }  // namespace detail
 
@@ -97,13 +109,8 @@ struct cpu {
   // Threads used by the GEMMs (OpenBLAS's pool, or Eigen's when built with OpenMP) and by the
   // elementwise ops (CpuPool).
   static void set_num_threads(int n) {
-    n = std::max(1, n);
-    detail::cpu_thread_count() = n;
-#if defined(TRM_HAVE_CBLAS)
-    openblas_set_num_threads(n);
-#endif
-    Eigen::setNbThreads(n);
-    detail::CpuPool::instance().set_threads(n);
+    std::lock_guard<std::mutex> lock(detail::cpu_thread_count_mutex());
+    apply_num_threads(n);
   }
   static int num_threads() {
 #if defined(TRM_HAVE_CBLAS)
@@ -162,9 +169,25 @@ struct cpu {
   // (the caller does not wait for it, but the wake-up is not free).
   static constexpr index_t kGrain = 32768;
 
+  // Caller holds cpu_thread_count_mutex(). The count is published last, so that an op that reads
+  // it non-zero finds the pool already set up.
+  static void apply_num_threads(int n) {
+    n = std::max(1, n);
+#if defined(TRM_HAVE_CBLAS)
+    openblas_set_num_threads(n);
+#endif
+    Eigen::setNbThreads(n);
+    detail::CpuPool::instance().set_threads(n);
+    detail::cpu_thread_count().store(n, std::memory_order_release);
+  }
   static detail::CpuPool& pool() {
-    // The pool follows set_num_threads(); until that is called, OpenBLAS's default thread count.
-    if (detail::cpu_thread_count() == 0) set_num_threads(num_threads());
+    // The pool follows set_num_threads(); until that is called, OpenBLAS's default thread count,
+    // applied once even when the first ops run on several threads at once (checked again under
+    // the mutex: another thread may have applied it, or the user set a count, meanwhile).
+    if (detail::cpu_thread_count().load(std::memory_order_acquire) == 0) {
+      std::lock_guard<std::mutex> lock(detail::cpu_thread_count_mutex());
+      if (detail::cpu_thread_count().load(std::memory_order_relaxed) == 0) apply_num_threads(num_threads());
+    }
     return detail::CpuPool::instance();
   }
   template <class T>
@@ -529,7 +552,9 @@ struct cpu {
     detail::check_vector_size("sum_rows", "out", out, x.extent(1));
     auto X = detail::emap(x);
     for (index_t j = 0; j < x.extent(1); ++j) {
-      T acc = X.col(j).sum();
+      // No rows: the sum is 0, and X.col(j) would offset a null pointer (an empty tensor has no
+      // storage), undefined behaviour that UBSan reports (tools/sanitize.sh).
+      const T acc = x.extent(0) == 0 ? T(0) : X.col(j).sum();
       out(j) = accumulate ? out(j) + acc : acc;
     }
   }
