@@ -612,9 +612,11 @@ inline SafetensorsFile SafetensorsFile::parse(std::span<const std::byte> bytes, 
         throw fail(what + ": no checksum for tensor " + detail::single_quoted(e.record.name) +
                    " (the entry must cover every tensor)");
     if (sums.size() != entries.size())
-      for (const auto& [name, sum] : sums)
+      for (const auto& named : sums) {
+        const std::string& name = named.first;  // not a structured binding: clang 14 cannot capture one
         if (std::none_of(entries.begin(), entries.end(), [&](const Entry& e) { return e.record.name == name; }))
           throw fail(what + ": names tensor " + detail::single_quoted(name) + ", which the file does not hold");
+      }
     file.metadata.erase(it);
     file.has_checksums_ = true;
   }
