@@ -13,7 +13,7 @@
 #   TRM_FUZZ_BUILD_DIR  clang build directory [build-fuzz]; relative paths are under the repository
 #   TRM_FUZZ_SECONDS    fuzzing time per harness [60]
 #   TRM_FUZZ_JOBS       harnesses run at once, and build jobs [nproc]
-#   TRM_FUZZ_HARNESSES  which ones [safetensors npy dataset checkpoint cli_meta sudoku_csv maze]
+#   TRM_FUZZ_HARNESSES  which ones [safetensors npy dataset checkpoint cli_meta sudoku_csv maze arc]
 #   TRM_FUZZ_MAX_LEN    largest input in bytes [4194304: a few MB, so size amplification shows]
 #   TRM_FUZZ_RSS_MB     memory limit per harness process (also the malloc limit) [2048]
 #   TRM_FUZZ_TIMEOUT    seconds one input may take before it counts as a hang [10]
@@ -35,7 +35,7 @@ build=${TRM_FUZZ_BUILD_DIR:-build-fuzz}
 [[ $build = /* ]] || build=$root/$build
 seconds=${TRM_FUZZ_SECONDS:-60}
 jobs=${TRM_FUZZ_JOBS:-$(nproc)}
-harnesses=${TRM_FUZZ_HARNESSES:-safetensors npy dataset checkpoint cli_meta sudoku_csv maze}
+harnesses=${TRM_FUZZ_HARNESSES:-safetensors npy dataset checkpoint cli_meta sudoku_csv maze arc}
 max_len=${TRM_FUZZ_MAX_LEN:-4194304}
 rss_mb=${TRM_FUZZ_RSS_MB:-2048}
 per_input=${TRM_FUZZ_TIMEOUT:-10}
@@ -53,7 +53,7 @@ fi
 declare -A dicts=(
   [safetensors]="json safetensors" [npy]="npy" [dataset]="json npy dataset"
   [checkpoint]="json safetensors checkpoint" [cli_meta]="json safetensors checkpoint"
-  [sudoku_csv]="csv" [maze]="csv")
+  [sudoku_csv]="csv" [maze]="csv" [arc]="json arc")
 
 t0=$(date +%s)
 cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=Debug -DTRM_BUILD_FUZZERS=ON \
@@ -61,7 +61,7 @@ cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=Debu
 targets=()
 for h in $harnesses; do targets+=("fuzz_$h"); done
 # One make goal, so that the harnesses compile in parallel (several --target goals run one by one).
-if [[ $harnesses = "safetensors npy dataset checkpoint cli_meta sudoku_csv maze" ]]; then
+if [[ $harnesses = "safetensors npy dataset checkpoint cli_meta sudoku_csv maze arc" ]]; then
   cmake --build "$build" -j "$jobs" --target trm_fuzzers
 else
   cmake --build "$build" -j "$jobs" --target "${targets[@]}"

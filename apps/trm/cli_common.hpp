@@ -60,6 +60,9 @@ struct UsageError : CliError {
 inline constexpr std::array<const char*, 3> kSupportedBoxes = {"2x2", "2x3", "3x3"};
 // Maze sides: 9x9 trains on a laptop, 30x30 is Maze-Hard's (the reference's).
 inline constexpr std::array<const char*, 2> kSupportedMazeSizes = {"9x9", "30x30"};
+// ARC canvases: 10x10 trains on a laptop (the ARC tasks whose grids fit it), 30x30 is the
+// reference's. ARC models are TRM-Att (the reference's ARC configuration).
+inline constexpr std::array<const char*, 2> kSupportedArcSizes = {"10x10", "30x30"};
 inline constexpr std::array<const char*, 2> kSupportedMixers = {"mlp", "att"};
 inline constexpr std::array<int, 3> kSupportedHidden = {64, 128, 256};
 inline constexpr std::array<int, 1> kSupportedLayers = {2};
@@ -80,8 +83,8 @@ std::string join_values(const A& values) {
 
 // A model configuration chosen at run time.
 struct ModelSpec {
-  std::string task = "sudoku";  // sudoku or maze
-  std::string size = "2x3";     // sudoku: box rows x box cols (2x2: 4x4 grid, 2x3: 6x6, 3x3: 9x9); maze: rows x cols
+  std::string task = "sudoku";  // sudoku, maze or arc
+  std::string size = "2x3";     // sudoku: box rows x box cols (2x2: 4x4 grid, 2x3: 6x6, 3x3: 9x9); maze: rows x cols; arc: the canvas
   std::string mixer = "mlp";    // mlp (TRM-MLP, token mixing MLP) or att (self-attention, RoPE)
   int hidden = 64;
   int layers = 2;
@@ -89,19 +92,23 @@ struct ModelSpec {
   int n = 2, T = 2, nsup = 4;
 
   bool is_maze() const { return task == "maze"; }
+  bool is_arc() const { return task == "arc"; }
   // The flag that chooses the size, in messages.
-  const char* size_flag() const { return is_maze() ? "--size" : "--box"; }
+  const char* size_flag() const { return task == "sudoku" ? "--box" : "--size"; }
   // Grid side: sudoku box rows x box cols; maze rows.
   // Grid side of a supported size, 0 for any other (validate() names it).
   int side() const {
     if (is_maze()) return size == "9x9" ? 9 : size == "30x30" ? 30 : 0;
+    if (is_arc()) return size == "10x10" ? 10 : size == "30x30" ? 30 : 0;
     return size == "2x2" ? 4 : size == "2x3" ? 6 : size == "3x3" ? 9 : 0;
   }
   template <class A>
   static bool listed(const A& values, const std::string& v) {
     return std::find_if(values.begin(), values.end(), [&](const char* b) { return v == b; }) != values.end();
   }
-  std::string supported_sizes() const { return is_maze() ? join_values(kSupportedMazeSizes) : join_values(kSupportedBoxes); }
+  std::string supported_sizes() const {
+    return is_maze() ? join_values(kSupportedMazeSizes) : is_arc() ? join_values(kSupportedArcSizes) : join_values(kSupportedBoxes);
+  }
 
   // Throws CliError naming every unsupported value and the supported ones.
   void validate() const {
@@ -109,10 +116,13 @@ struct ModelSpec {
     auto check = [&](bool ok, const std::string& what) {
       if (!ok) bad.push_back(what);
     };
-    check(task == "sudoku" || task == "maze", "task " + task + " (supported: sudoku, maze)");
-    check(is_maze() ? listed(kSupportedMazeSizes, size) : listed(kSupportedBoxes, size),
+    check(task == "sudoku" || task == "maze" || task == "arc", "task " + task + " (supported: sudoku, maze, arc)");
+    check(is_maze() ? listed(kSupportedMazeSizes, size) : is_arc() ? listed(kSupportedArcSizes, size) : listed(kSupportedBoxes, size),
           std::string(size_flag()) + " " + size + " (supported: " + supported_sizes() + ")");
-    check(listed(kSupportedMixers, mixer), "--mixer " + mixer + " (supported: " + join_values(kSupportedMixers) + ")");
+    if (is_arc())
+      check(mixer == "att", "--mixer " + mixer + " (supported for arc: att, the reference's ARC model)");
+    else
+      check(listed(kSupportedMixers, mixer), "--mixer " + mixer + " (supported: " + join_values(kSupportedMixers) + ")");
     check(std::find(kSupportedHidden.begin(), kSupportedHidden.end(), hidden) != kSupportedHidden.end(),
           "--hidden " + std::to_string(hidden) + " (supported: " + join_values(kSupportedHidden) + ")");
     check(std::find(kSupportedLayers.begin(), kSupportedLayers.end(), layers) != kSupportedLayers.end(),
@@ -136,7 +146,9 @@ struct ModelSpec {
 
   std::string describe() const {
     const int s = side();
-    const std::string what = is_maze() ? size + " maze" : std::to_string(s) + "x" + std::to_string(s) + " Sudoku (" + size + " boxes)";
+    const std::string what = is_maze()  ? size + " maze"
+                             : is_arc() ? "ARC on a " + size + " canvas"
+                                        : std::to_string(s) + "x" + std::to_string(s) + " Sudoku (" + size + " boxes)";
     return what + ", TRM-" + (mixer == "mlp" ? std::string("MLP") : "Att") + " hidden " + std::to_string(hidden) + ", " +
            std::to_string(layers) + " layers, prefix " + std::to_string(prefix) + ", n=" + std::to_string(n) +
            " T=" + std::to_string(T) + " N_sup=" + std::to_string(nsup);
@@ -234,6 +246,7 @@ struct TrainArgs {
   double loops = 0.1;        // maze generator: fraction of inner walls opened as loops
   int min_dist = 0;          // maze generator: minimum BFS distance S..G (0: the size's default)
   std::string data;          // a reference-format dataset directory (train/ and test/) instead of generated data
+  std::string init;          // start from this model.safetensors (its puzzle table extended to the data's ids: fine-tuning)
   std::uint64_t seed = 0;
   double ema = 0.99;
   double halt_explore = 0.1;

@@ -69,11 +69,19 @@ int by_hidden(const ModelSpec& s, F& f) {
 // Calls f.template operator()<Model>() with the compiled model for `s` (the curated set of
 // cli_common.hpp: mixer x hidden x layers x prefix, for the task's size); anything else is a
 // CliError listing the supported values.
+// Tasks compiled with the attention mixer only (ARC: TRM-Att, as the reference).
+template <class TaskT>
+inline constexpr bool attention_only_task = false;
+
 template <class TaskT, class F>
 int with_model(const ModelSpec& s, F&& f) {
   s.validate();
-  if (s.mixer == "mlp") return by_hidden<TaskT, MlpFor>(s, f);
-  return by_hidden<TaskT, AttFor>(s, f);
+  if constexpr (attention_only_task<TaskT>) {
+    return by_hidden<TaskT, AttFor>(s, f);
+  } else {
+    if (s.mixer == "mlp") return by_hidden<TaskT, MlpFor>(s, f);
+    return by_hidden<TaskT, AttFor>(s, f);
+  }
 }
 
 inline void set_threads(int threads) {
@@ -96,7 +104,7 @@ inline json train_flags_json(const TrainArgs& a) {
               {"warmup", a.warmup},      {"weight_decay", a.weight_decay},
               {"beta1", a.beta1},        {"beta2", a.beta2},   {"optimizer", a.optimizer},
               {"loss", a.loss},          {"blanks", a.blanks}, {"loops", a.loops},
-              {"min_dist", a.min_dist},  {"data", a.data},     {"seed", a.seed},
+              {"min_dist", a.min_dist},  {"data", a.data},     {"init", a.init},     {"seed", a.seed},
               {"ema", a.ema},            {"halt_explore", a.halt_explore},
               {"eval_every", a.eval_every}, {"eval_size", a.eval_size},
               {"log_every", a.log_every}, {"holdout", a.holdout}};
@@ -192,6 +200,26 @@ trm::data::PuzzleDataset read_task_dataset(const std::string& dir, const std::st
 }
 
 // ---- training --------------------------------------------------------------------------------------------
+// Fine-tuning's start: the weights of a checkpoint of the same configuration, its puzzle table
+// extended to the model's rows (new rows: the mean of the old ones, trm::extend_puzzle_table).
+template <class M>
+void init_from_checkpoint(M& model, const std::string& path) {
+  try {
+    const auto file = trm::io::SafetensorsFile::load(path);
+    const trm::index_t rows = trm::checkpoint_puzzle_ids(file);
+    if (rows > model.num_puzzle_ids())
+      throw CliError("its puzzle table has " + std::to_string(rows) + " rows, more than the " +
+                     std::to_string(model.num_puzzle_ids()) + " puzzle ids of --data: a dataset built for another table "
+                     "(build it with ids that continue the checkpoint's)");
+    if (rows == model.num_puzzle_ids()) trm::load_model(model, file);
+    else trm::load_model(model, trm::extend_puzzle_table(file, model.num_puzzle_ids()));
+    std::printf("  init: %s (puzzle table %lld -> %lld rows, new rows the mean of the old)\n", path.c_str(),
+                static_cast<long long>(rows), static_cast<long long>(model.num_puzzle_ids()));
+  } catch (const std::exception& e) {
+    throw CliError("--init " + path + ": " + e.what());
+  }
+}
+
 // Trains a model of a.model on `task` through trm::fit: generated examples (task.generate, never
 // one of `held_out`) or, with --data, the reference's sampling of DIR/train; evaluated on
 // a.eval_size generated examples (a seed stream of their own, held out of training) or a seeded
@@ -208,15 +236,18 @@ int train_task(const TrainArgs& a, const std::optional<CheckpointInfo>& resume, 
     train_data = read_task_dataset(a.data, "train", task);
     test_data = read_task_dataset(a.data, "test", task);
     eval_picked = sample_indices(test_data->num_examples(test_data->sets[0]), a.eval_size, mix_seed(a.seed, 2));
-  } else {
+  } else if constexpr (trm::data::GeneratingTask<TaskT>) {
     trm::Rng eval_rng(mix_seed(a.seed, 2));
     for (int i = 0; i < a.eval_size; ++i) {
       eval_set.push_back(task.generate(eval_rng));
       held_out.insert(trm::data::question_key(task, eval_set.back().question));
     }
+  } else {
+    throw CliError("trm " + a.model.task + " train: no generator for " + task.name() + ": give --data DIR (a reference-format dataset)");
   }
   const trm::index_t puzzle_ids = from_data ? trm::index_t(train_data->metadata.num_puzzle_identifiers) : 1;
   M model(model_args<M>(a.model, puzzle_ids, a.seed));
+  if (!a.init.empty() && !resume) init_from_checkpoint(model, a.init);
   const Opt opt{.lr = a.lr, .weight_decay = a.weight_decay, .beta1 = a.beta1, .beta2 = a.beta2};
   trm::TrainOptions to;
   to.schedule = trm::LrSchedule{.warmup_steps = a.warmup, .total_steps = std::max<long>(a.steps, 1), .min_ratio = 1.0};
@@ -277,7 +308,7 @@ int train_task(const TrainArgs& a, const std::optional<CheckpointInfo>& resume, 
     if (from_data) {
       trm::data::DatasetSource source(*train_data, {.global_batch_size = a.batch, .seed = mix_seed(a.seed, 1)});
       r = trm::fit(trainer, source, evaluate, fo);
-    } else {
+    } else if constexpr (trm::data::GeneratingTask<TaskT>) {
       trm::data::GeneratedSource<TaskT> source(task, a.batch, mix_seed(a.seed, 1), std::move(held_out));
       r = trm::fit(trainer, source, evaluate, fo);
     }

@@ -129,6 +129,7 @@ inline void apply_saved_flags(TrainArgs& a, const json& j, const std::set<std::s
   take("loops", a.loops);
   take("min_dist", a.min_dist);
   take("data", a.data);
+  take("init", a.init);
   take("seed", a.seed);
   take("ema", a.ema);
   take("halt_explore", a.halt_explore);
@@ -166,5 +167,46 @@ template <int Side>
 int maze_solve(const SolveArgs& a, const CheckpointInfo& info);
 template <int Side>
 int maze_eval(const EvalArgs& a, const CheckpointInfo& info);
+
+}  // namespace trmcli
+
+namespace trmcli {
+
+// `trm arc eval`: the official evaluator over DIR/test of a reference-format ARC build.
+struct ArcEvalArgs {
+  std::vector<std::string> checkpoints;  // several: votes pooled across them (the reference's aggregated voting)
+  bool separate = false;                 // score each checkpoint alone instead
+  std::string data;
+  int steps = 0;      // 0: the checkpoint's N_sup
+  int batch = 64;
+  int threads = 0;
+  int variants = 0;   // per test input, the first this many variants of its group (0: all)
+  std::string submission;  // write submission.json here
+  ExpectedSpec expect;
+};
+
+// `trm arc submit`: a challenges file and a checkpoint -> submission.json (the Kaggle flow).
+struct ArcSubmitArgs {
+  std::string checkpoint, challenges, solutions, out;
+  int num_aug = 1000;
+  std::uint32_t seed = 42;
+  int variants = 0;
+  int steps = 0;
+  int batch = 64;
+  int threads = 0;
+  long finetune_steps = 0;  // 0: no fine-tuning (new tasks keep the mean puzzle row)
+  int finetune_batch = 32;
+  double finetune_lr = 1e-4;
+  long finetune_warmup = 0;
+  double finetune_minutes = 0;
+  bool quiet = false;
+};
+
+template <int Side>
+int arc_train(const TrainArgs& a, const std::optional<CheckpointInfo>& resume);
+template <int Side>
+int arc_eval(const ArcEvalArgs& a, const CheckpointInfo& info);
+template <int Side>
+int arc_submit(const ArcSubmitArgs& a, const CheckpointInfo& info);
 
 }  // namespace trmcli

@@ -26,6 +26,7 @@
 #include <trm/backend/cpu.hpp>
 #include <trm/core/error.hpp>
 #include <trm/core/rng.hpp>
+#include <trm/data/arc.hpp>
 #include <trm/data/maze.hpp>
 #include <trm/data/sudoku.hpp>
 #include <trm/io/atomic_file.hpp>
@@ -235,6 +236,70 @@ struct TaskCommands {
   bool maze() const { return task == "maze"; }
 };
 
+// The `train` subcommand of a task and its flags (sudoku, maze, arc).
+static CLI::App* add_train_command(CLI::App* parent, TrainArgs& ta, const std::string& task) {
+  const bool maze = task == "maze", arc = task == "arc";
+  const char* size_flag = task == "sudoku" ? "--box" : "--size";
+  const std::string sizes = maze ? join_values(kSupportedMazeSizes) : arc ? join_values(kSupportedArcSizes) : join_values(kSupportedBoxes);
+  const std::string noun = maze ? "mazes" : "puzzles";
+  auto* train = parent->add_subcommand("train", maze ? "Train a TRM on generated mazes or on a reference dataset (--data)"
+                                                : arc  ? "Train a TRM-Att on an ARC build (--data: `trm arc build` or the official builder's)"
+                                                       : "Train a TRM on freshly generated puzzles or on a reference dataset (--data)");
+  train->add_option(size_flag, ta.model.size, (maze ? "Maze size: " : arc ? "Canvas: " : "Box shape: ") + sizes)->capture_default_str();
+  train->add_option("--mixer", ta.model.mixer, "Sequence mixer: mlp (TRM-MLP) or att (self-attention, head dim 32)")
+      ->capture_default_str();
+  train->add_option("--hidden", ta.model.hidden, "Hidden size: " + join_values(kSupportedHidden))->capture_default_str();
+  train->add_option("--layers", ta.model.layers, "Layers of the network: " + join_values(kSupportedLayers))->capture_default_str();
+  train->add_option("--prefix", ta.model.prefix, "Puzzle-embedding prefix positions: " + join_values(kSupportedPrefix))
+      ->capture_default_str();
+  train->add_option("--n", ta.model.n, "Latent updates per recursion pass (n)")->capture_default_str();
+  train->add_option("--T", ta.model.T, "Recursion passes per supervision step (T)")->capture_default_str();
+  train->add_option("--nsup", ta.model.nsup, "Supervision steps (N_sup)")->capture_default_str();
+  train->add_option("--steps", ta.steps, "Train until this step (total, also on --resume); 0: no step limit")
+      ->capture_default_str();
+  train->add_option("--minutes", ta.minutes, "Wall-clock budget of this run in minutes (0: none)")->capture_default_str();
+  train->add_option("--batch", ta.batch, "Batch size")->capture_default_str();
+  train->add_option("--lr", ta.lr, "Learning rate")->capture_default_str();
+  train->add_option("--lr-min-ratio", ta.lr_min_ratio,
+                    "Cosine decay after warmup to lr x this ratio at the end of the step (or time) budget; 1 = constant")
+      ->capture_default_str();
+  train->add_option("--warmup", ta.warmup, "Linear warmup steps")->capture_default_str();
+  train->add_option("--weight-decay", ta.weight_decay, "Decoupled weight decay")->capture_default_str();
+  train->add_option("--beta1", ta.beta1, "Adam beta1")->capture_default_str();
+  train->add_option("--beta2", ta.beta2, "Adam beta2")->capture_default_str();
+  train->add_option("--optimizer", ta.optimizer, "adamw or adam-atan2")->capture_default_str();
+  train->add_option("--loss", ta.loss, "Token loss: stablemax or softmax")->capture_default_str();
+  if (maze) {
+    train->add_option("--loops", ta.loops, "Generator: fraction of inner walls opened as loops")->capture_default_str();
+    train->add_option("--min-dist", ta.min_dist, "Generator: minimum BFS distance S..G (0: the size's default)")
+        ->capture_default_str();
+  } else if (!arc) {
+    train->add_option("--blanks", ta.blanks, "Blank cells of every training and evaluation puzzle")->capture_default_str();
+  }
+  train->add_option("--data", ta.data,
+                    "Train on DIR/train and evaluate on DIR/test, a reference-format dataset (e.g. built by the official "
+                    "builders) instead of generated " + noun);
+  train->add_option("--init", ta.init,
+                    "Start from this model.safetensors (same configuration; its puzzle table extended to --data's ids, new "
+                    "rows the mean of the old): fine-tuning");
+  train->add_option("--seed", ta.seed, "Seed of the weights, the data and the halting exploration")->capture_default_str();
+  train->add_option("--ema", ta.ema, "EMA rate of the weights (0: off); evaluation and model.safetensors use the EMA")
+      ->capture_default_str();
+  train->add_option("--halt-explore", ta.halt_explore, "Halting exploration probability")->capture_default_str();
+  train->add_option("--eval-every", ta.eval_every, "Evaluate and checkpoint every this many steps (0: only at the end)")
+      ->capture_default_str();
+  train->add_option("--eval-size", ta.eval_size, "Held-out " + noun + " of the periodic evaluation")->capture_default_str();
+  train->add_option("--log-every", ta.log_every, "Metrics CSV: one train row per this many steps")->capture_default_str();
+  train->add_option("--out", ta.out, "Output directory: model.safetensors, train_state.safetensors, metrics.csv, curve.png")
+      ->capture_default_str();
+  train->add_flag("--resume", ta.resume, "Continue the run saved in --out (its configuration and flags)");
+  train->add_option("--holdout", ta.holdout, "File(s) of " + noun + " never to train on (e.g. the test set)");
+  train->add_flag("!--no-plot", ta.plot, "Do not draw curve.png with gnuplot");
+  train->add_option("--threads", ta.threads, "CPU threads (0: all cores, at most 2)")->capture_default_str();
+  train->add_flag("--quiet", ta.quiet, "No progress bar");
+  return train;
+}
+
 static void add_task_commands(CLI::App& app, TaskCommands& t) {
   const bool maze = t.maze();
   const char* size_flag = maze ? "--size" : "--box";
@@ -282,59 +347,7 @@ static void add_task_commands(CLI::App& app, TaskCommands& t) {
   }
 
   // -- train
-  TrainArgs& ta = t.ta;
-  t.train = t.self->add_subcommand("train", maze ? "Train a TRM on generated mazes or on a reference dataset (--data)"
-                                                 : "Train a TRM on freshly generated puzzles or on a reference dataset (--data)");
-  auto* train = t.train;
-  train->add_option(size_flag, ta.model.size, (maze ? "Maze size: " : "Box shape: ") + sizes)->capture_default_str();
-  train->add_option("--mixer", ta.model.mixer, "Sequence mixer: mlp (TRM-MLP) or att (self-attention, head dim 32)")
-      ->capture_default_str();
-  train->add_option("--hidden", ta.model.hidden, "Hidden size: " + join_values(kSupportedHidden))->capture_default_str();
-  train->add_option("--layers", ta.model.layers, "Layers of the network: " + join_values(kSupportedLayers))->capture_default_str();
-  train->add_option("--prefix", ta.model.prefix, "Puzzle-embedding prefix positions: " + join_values(kSupportedPrefix))
-      ->capture_default_str();
-  train->add_option("--n", ta.model.n, "Latent updates per recursion pass (n)")->capture_default_str();
-  train->add_option("--T", ta.model.T, "Recursion passes per supervision step (T)")->capture_default_str();
-  train->add_option("--nsup", ta.model.nsup, "Supervision steps (N_sup)")->capture_default_str();
-  train->add_option("--steps", ta.steps, "Train until this step (total, also on --resume); 0: no step limit")
-      ->capture_default_str();
-  train->add_option("--minutes", ta.minutes, "Wall-clock budget of this run in minutes (0: none)")->capture_default_str();
-  train->add_option("--batch", ta.batch, "Batch size")->capture_default_str();
-  train->add_option("--lr", ta.lr, "Learning rate")->capture_default_str();
-  train->add_option("--lr-min-ratio", ta.lr_min_ratio,
-                    "Cosine decay after warmup to lr x this ratio at the end of the step (or time) budget; 1 = constant")
-      ->capture_default_str();
-  train->add_option("--warmup", ta.warmup, "Linear warmup steps")->capture_default_str();
-  train->add_option("--weight-decay", ta.weight_decay, "Decoupled weight decay")->capture_default_str();
-  train->add_option("--beta1", ta.beta1, "Adam beta1")->capture_default_str();
-  train->add_option("--beta2", ta.beta2, "Adam beta2")->capture_default_str();
-  train->add_option("--optimizer", ta.optimizer, "adamw or adam-atan2")->capture_default_str();
-  train->add_option("--loss", ta.loss, "Token loss: stablemax or softmax")->capture_default_str();
-  if (maze) {
-    train->add_option("--loops", ta.loops, "Generator: fraction of inner walls opened as loops")->capture_default_str();
-    train->add_option("--min-dist", ta.min_dist, "Generator: minimum BFS distance S..G (0: the size's default)")
-        ->capture_default_str();
-  } else {
-    train->add_option("--blanks", ta.blanks, "Blank cells of every training and evaluation puzzle")->capture_default_str();
-  }
-  train->add_option("--data", ta.data,
-                    "Train on DIR/train and evaluate on DIR/test, a reference-format dataset (e.g. built by the official "
-                    "builders) instead of generated " + noun);
-  train->add_option("--seed", ta.seed, "Seed of the weights, the data and the halting exploration")->capture_default_str();
-  train->add_option("--ema", ta.ema, "EMA rate of the weights (0: off); evaluation and model.safetensors use the EMA")
-      ->capture_default_str();
-  train->add_option("--halt-explore", ta.halt_explore, "Halting exploration probability")->capture_default_str();
-  train->add_option("--eval-every", ta.eval_every, "Evaluate and checkpoint every this many steps (0: only at the end)")
-      ->capture_default_str();
-  train->add_option("--eval-size", ta.eval_size, "Held-out " + noun + " of the periodic evaluation")->capture_default_str();
-  train->add_option("--log-every", ta.log_every, "Metrics CSV: one train row per this many steps")->capture_default_str();
-  train->add_option("--out", ta.out, "Output directory: model.safetensors, train_state.safetensors, metrics.csv, curve.png")
-      ->capture_default_str();
-  train->add_flag("--resume", ta.resume, "Continue the run saved in --out (its configuration and flags)");
-  train->add_option("--holdout", ta.holdout, "File(s) of " + noun + " never to train on (e.g. the test set)");
-  train->add_flag("!--no-plot", ta.plot, "Do not draw curve.png with gnuplot");
-  train->add_option("--threads", ta.threads, "CPU threads (0: all cores, at most 2)")->capture_default_str();
-  train->add_flag("--quiet", ta.quiet, "No progress bar");
+  t.train = add_train_command(t.self, t.ta, t.task);
 
   // -- solve / eval: the model flags are optional, each checked against the checkpoint when given.
   auto expect_flags = [size_flag](CLI::App* sub, ExpectFlags& raw, ExpectedSpec& e) {
@@ -392,6 +405,58 @@ static void add_task_commands(CLI::App& app, TaskCommands& t) {
 }
 
 // Runs the subcommand of `t` that was given.
+// `trm <task> train` after parsing: the budget, --resume (the saved configuration and flags, any
+// model flag given checked against it) or a fresh --out, the flags' ranges, then `dispatch`.
+template <class ReadInfo, class Dispatch>
+static int run_train(CLI::App* train, TrainArgs& ta, const std::string& task, ReadInfo&& read_info, Dispatch&& dispatch_train) {
+  const bool maze = task == "maze", sudoku = task == "sudoku";
+  std::set<std::string> given;
+  for (const auto* o : train->get_options())
+    if (o->count() > 0) {
+      std::string name = o->get_single_name();
+      while (!name.empty() && name[0] == '-') name.erase(0, 1);
+      for (auto& c : name) c = c == '-' ? '_' : c;
+      given.insert(name);
+    }
+  const char* size_key = sudoku ? "box" : "size";
+  for (const char* m : {size_key, "mixer", "hidden", "layers", "prefix", "n", "T", "nsup"})
+    if (given.count(m)) ta.model_flags_given = true;
+  if (ta.steps <= 0 && ta.minutes <= 0) throw CliError("give a training budget: --steps N and/or --minutes M");
+  std::optional<CheckpointInfo> resume;
+  const fs::path state = fs::path(ta.out) / "train_state.safetensors";
+  if (ta.resume) {
+    if (!fs::exists(state))
+      throw CliError("--resume: " + state.string() + " does not exist (train once with --out " + ta.out + " first)");
+    resume = read_info(state.string());
+    if (ta.model_flags_given) {
+      ExpectedSpec e;
+      if (given.count(size_key)) e.size = ta.model.size;
+      if (given.count("mixer")) e.mixer = ta.model.mixer;
+      if (given.count("hidden")) e.hidden = ta.model.hidden;
+      if (given.count("layers")) e.layers = ta.model.layers;
+      if (given.count("prefix")) e.prefix = ta.model.prefix;
+      if (given.count("n")) e.n = ta.model.n;
+      if (given.count("T")) e.T = ta.model.T;
+      if (given.count("nsup")) e.nsup = ta.model.nsup;
+      e.check(resume->spec, state.string());
+    }
+    ta.model = resume->spec;
+    apply_saved_flags(ta, resume->train, given, state.string());
+  } else {
+    ta.model.validate();
+    if (fs::exists(state))
+      throw CliError(ta.out + " already holds a run (" + state.string() +
+                     "): pass --resume to continue it, or choose another --out");
+  }
+  check_train_flags(ta);
+  if (sudoku && (ta.blanks < 1 || ta.blanks > ta.model.side() * ta.model.side()))
+    throw CliError("--blanks must be in [1, " + std::to_string(ta.model.side() * ta.model.side()) + "] for --box " +
+                   ta.model.size + ", found " + std::to_string(ta.blanks));
+  if (maze && (ta.min_dist < 0 || ta.min_dist > ta.model.side() * ta.model.side()))
+    throw CliError("--min-dist must be in [0, " + std::to_string(ta.model.side() * ta.model.side()) + "]");
+  return dispatch_train(ta, resume);
+}
+
 static int run_task(TaskCommands& t) {
   const bool maze = t.maze();
   auto dispatch_train = [&](const TrainArgs& a, const std::optional<CheckpointInfo>& resume) {
@@ -436,54 +501,7 @@ static int run_task(TaskCommands& t) {
     }
     return 0;
   }
-  if (*t.train) {
-    TrainArgs& ta = t.ta;
-    std::set<std::string> given;
-    for (const auto* o : t.train->get_options())
-      if (o->count() > 0) {
-        std::string name = o->get_single_name();
-        while (!name.empty() && name[0] == '-') name.erase(0, 1);
-        for (auto& c : name) c = c == '-' ? '_' : c;
-        given.insert(name);
-      }
-    const char* size_key = maze ? "size" : "box";
-    for (const char* m : {size_key, "mixer", "hidden", "layers", "prefix", "n", "T", "nsup"})
-      if (given.count(m)) ta.model_flags_given = true;
-    if (ta.steps <= 0 && ta.minutes <= 0) throw CliError("give a training budget: --steps N and/or --minutes M");
-    std::optional<CheckpointInfo> resume;
-    const fs::path state = fs::path(ta.out) / "train_state.safetensors";
-    if (ta.resume) {
-      if (!fs::exists(state))
-        throw CliError("--resume: " + state.string() + " does not exist (train once with --out " + ta.out + " first)");
-      resume = read_info(state.string());
-      if (ta.model_flags_given) {
-        ExpectedSpec e;
-        if (given.count(size_key)) e.size = ta.model.size;
-        if (given.count("mixer")) e.mixer = ta.model.mixer;
-        if (given.count("hidden")) e.hidden = ta.model.hidden;
-        if (given.count("layers")) e.layers = ta.model.layers;
-        if (given.count("prefix")) e.prefix = ta.model.prefix;
-        if (given.count("n")) e.n = ta.model.n;
-        if (given.count("T")) e.T = ta.model.T;
-        if (given.count("nsup")) e.nsup = ta.model.nsup;
-        e.check(resume->spec, state.string());
-      }
-      ta.model = resume->spec;
-      apply_saved_flags(ta, resume->train, given, state.string());
-    } else {
-      ta.model.validate();
-      if (fs::exists(state))
-        throw CliError(ta.out + " already holds a run (" + state.string() +
-                       "): pass --resume to continue it, or choose another --out");
-    }
-    check_train_flags(ta);
-    if (!maze && (ta.blanks < 1 || ta.blanks > ta.model.side() * ta.model.side()))
-      throw CliError("--blanks must be in [1, " + std::to_string(ta.model.side() * ta.model.side()) + "] for --box " +
-                     ta.model.size + ", found " + std::to_string(ta.blanks));
-    if (maze && (ta.min_dist < 0 || ta.min_dist > ta.model.side() * ta.model.side()))
-      throw CliError("--min-dist must be in [0, " + std::to_string(ta.model.side() * ta.model.side()) + "]");
-    return dispatch_train(ta, resume);
-  }
+  if (*t.train) return run_train(t.train, t.ta, t.task, read_info, dispatch_train);
   if (*t.solve) {
     t.solve_expect();
     const auto info = read_info(t.sa.checkpoint);
@@ -507,6 +525,196 @@ static int run_task(TaskCommands& t) {
     if (t.ea.sample < 0) throw CliError("--sample must be >= 0");
     if (maze) return by_maze_size(info.spec.size, [&]<int S>() { return maze_eval<S>(t.ea, info); });
     return by_box(info.spec.size, [&]<int R, int C>() { return sudoku_eval<R, C>(t.ea, info); });
+  }
+  return kExitUsage;
+}
+
+// ---- trm arc build|train|eval|submit ----------------------------------------------------------------------
+struct ArcCommands {
+  CLI::App *self = nullptr, *build = nullptr, *train = nullptr, *eval = nullptr, *submit = nullptr;
+  std::string input_prefix, out, size = "30x30";
+  std::vector<std::string> subsets, subset_paths, test_sets{"evaluation"};
+  int num_aug = 1000, ids_start = 1;
+  std::uint32_t seed = 42;
+  bool skip_oversized = false;
+  TrainArgs ta;
+  ArcEvalArgs ea;
+  ExpectFlags eval_flags;
+  ArcSubmitArgs sa;
+};
+
+static void add_arc_commands(CLI::App& app, ArcCommands& c) {
+  c.self = app.add_subcommand("arc", "ARC-AGI: build the reference dataset, train a TRM-Att, evaluate by votes (pass@K), "
+                                     "write a Kaggle submission");
+  c.self->require_subcommand(1);
+  c.build = c.self->add_subcommand("build", "Build the official ARC dataset (build_arc_dataset.py, id for id): train/, test/, "
+                                            "identifiers.json, test_puzzles.json");
+  c.build->add_option("--input-prefix", c.input_prefix,
+                      "Kaggle files PREFIX_<subset>_challenges.json (+ _solutions.json when present), as the official builder");
+  c.build->add_option("--subsets", c.subsets, "Subsets read with --input-prefix, in order (e.g. training evaluation concept)");
+  c.build->add_option("--subset", c.subset_paths,
+                      "NAME=PATH, in order after --subsets: PATH a challenges file or a directory of per-task JSON files "
+                      "(ARC-AGI data/<split>, ConceptARC corpus)");
+  c.build->add_option("--test-set", c.test_sets, "Subsets whose test pairs form the test split")->capture_default_str();
+  c.build->add_option("--num-aug", c.num_aug, "Augmented variants per task")->capture_default_str();
+  c.build->add_option("--seed", c.seed, "numpy seed of the builder")->capture_default_str();
+  c.build->add_option("--ids-start", c.ids_start, "First puzzle id (> 1 continues another table)")->capture_default_str();
+  c.build->add_option("--size", c.size, "Canvas: " + join_values(kSupportedArcSizes))->capture_default_str();
+  c.build->add_flag("--skip-oversized", c.skip_oversized, "Leave out tasks with a grid larger than the canvas (else an error)");
+  c.build->add_option("--out", c.out, "Output dataset directory")->required();
+
+  c.ta.model.task = "arc";
+  c.ta.model.size = "10x10";
+  c.ta.model.mixer = "att";
+  c.ta.model.nsup = 8;
+  c.ta.eval_size = 256;
+  c.train = add_train_command(c.self, c.ta, "arc");
+
+  ArcEvalArgs& ea = c.ea;
+  c.eval = c.self->add_subcommand("eval", "The official evaluator on DIR/test: votes over augmentations, pass@K, submission.json");
+  c.eval->add_option("--checkpoint", ea.checkpoints,
+                     "model.safetensors of `trm arc train`; several: their votes are pooled (the reference's default)")
+      ->required();
+  c.eval->add_flag("--separate", ea.separate, "Score each checkpoint alone instead of pooling");
+  c.eval->add_option("--data", ea.data, "An ARC build (`trm arc build` or the official builder's)")->required();
+  c.eval->add_option("--variants", ea.variants, "Per test input, the first this many augmented variants (0: all)")->capture_default_str();
+  c.eval->add_option("--steps", ea.steps, "Supervision steps (default: the checkpoint's N_sup)");
+  c.eval->add_option("--batch", ea.batch, "Rows per batch")->capture_default_str();
+  c.eval->add_option("--threads", ea.threads, "CPU threads (0: all cores, at most 2)")->capture_default_str();
+  c.eval->add_option("--submission", ea.submission, "Write the Kaggle submission.json here");
+
+  ArcSubmitArgs& sa = c.sa;
+  c.submit = c.self->add_subcommand("submit", "A challenges file + a checkpoint -> submission.json: build the new tasks with ids "
+                                              "continuing the checkpoint's, fine-tune on their demonstrations, vote");
+  c.submit->add_option("--checkpoint", sa.checkpoint, "model.safetensors of `trm arc train`")->required();
+  c.submit->add_option("--challenges", sa.challenges, "arc-agi_<subset>_challenges.json (Kaggle format)")->required();
+  c.submit->add_option("--solutions", sa.solutions, "Its solutions, to score the submission (default: the _solutions.json beside it, if any)");
+  c.submit->add_option("--out", sa.out, "Output directory: data/, finetune/, submission.json")->required();
+  c.submit->add_option("--num-aug", sa.num_aug, "Augmented variants per task")->capture_default_str();
+  c.submit->add_option("--seed", sa.seed, "numpy seed of the build")->capture_default_str();
+  c.submit->add_option("--variants", sa.variants, "Per test input, the first this many variants voted (0: all)")->capture_default_str();
+  c.submit->add_option("--steps", sa.steps, "Supervision steps (default: the checkpoint's N_sup)");
+  c.submit->add_option("--batch", sa.batch, "Rows per batch")->capture_default_str();
+  c.submit->add_option("--threads", sa.threads, "CPU threads (0: all cores, at most 2)")->capture_default_str();
+  c.submit->add_option("--finetune-steps", sa.finetune_steps, "Fine-tuning steps on the tasks' demonstrations (0: none)")
+      ->capture_default_str();
+  c.submit->add_option("--finetune-minutes", sa.finetune_minutes, "Fine-tuning wall-clock budget (0: none)")->capture_default_str();
+  c.submit->add_option("--finetune-batch", sa.finetune_batch, "Fine-tuning batch")->capture_default_str();
+  c.submit->add_option("--finetune-lr", sa.finetune_lr, "Fine-tuning learning rate")->capture_default_str();
+  c.submit->add_option("--finetune-warmup", sa.finetune_warmup, "Fine-tuning warmup steps")->capture_default_str();
+  c.submit->add_flag("--quiet", sa.quiet, "No progress output");
+}
+
+template <class F>
+int by_arc_size(const std::string& size, F&& f) {
+  if (size == "10x10") return f.template operator()<10>();
+  if (size == "30x30") return f.template operator()<30>();
+  throw CliError("--size " + size + " is not supported for ARC (supported: " + join_values(kSupportedArcSizes) +
+                 "; canvases are compile-time constants)");
+}
+
+static int arc_build(const ArcCommands& c) {
+  namespace arc = trm::data::arc;
+  if (c.subsets.empty() && c.subset_paths.empty()) throw CliError("arc build: give --input-prefix P --subsets A B ... and/or --subset NAME=PATH");
+  if (!c.subsets.empty() && c.input_prefix.empty()) throw CliError("arc build: --subsets needs --input-prefix");
+  if (c.num_aug < 0 || c.num_aug > 100000) throw CliError("--num-aug: expected 0..100000, found " + std::to_string(c.num_aug));
+  if (c.ids_start < 1) throw CliError("--ids-start: expected >= 1 (0 is <blank>), found " + std::to_string(c.ids_start));
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<arc::Subset> subsets;
+  try {
+    for (const auto& name : c.subsets) {
+      const fs::path ch = c.input_prefix + "_" + name + "_challenges.json";
+      const fs::path so = arc::solutions_beside(ch);
+      const bool has = fs::exists(so);
+      subsets.push_back({name, arc::read_kaggle(ch, has ? std::optional<fs::path>(so) : std::nullopt)});
+      std::printf("%s: %zu tasks from %s%s\n", name.c_str(), subsets.back().tasks.size(), ch.string().c_str(),
+                  has ? " with solutions" : " (no solutions file: test outputs are placeholders)");
+    }
+    for (const auto& spec : c.subset_paths) {
+      const auto eq = spec.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) throw CliError("--subset " + spec + ": expected NAME=PATH");
+      const std::string name = spec.substr(0, eq);
+      const fs::path path = spec.substr(eq + 1);
+      if (fs::is_directory(path)) {
+        subsets.push_back({name, arc::read_task_directory(path)});
+      } else {
+        const fs::path so = arc::solutions_beside(path);
+        subsets.push_back({name, arc::read_kaggle(path, fs::exists(so) ? std::optional<fs::path>(so) : std::nullopt)});
+      }
+      std::printf("%s: %zu tasks from %s\n", name.c_str(), subsets.back().tasks.size(), path.string().c_str());
+    }
+  } catch (const CliError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw CliError(e.what());
+  }
+  std::fflush(stdout);
+  const arc::BuildOptions opt{.num_aug = c.num_aug, .seed = c.seed, .puzzle_identifiers_start = c.ids_start,
+                              .test_set_names = c.test_sets, .skip_oversized = c.skip_oversized};
+  arc::BuildReport report;
+  std::vector<std::pair<std::string, std::array<long long, 3>>> counts;
+  try {
+    by_arc_size(c.size, [&]<int S>() {
+      const arc::Build b = arc::build_dataset<S>(subsets, opt);
+      b.write(c.out);
+      report = b.report;
+      for (const auto& [name, d] : b.splits)
+        counts.push_back({name, {static_cast<long long>(d.total_examples()), static_cast<long long>(d.sets[0].num_puzzles()),
+                                 static_cast<long long>(d.sets[0].num_groups())}});
+      return 0;
+    });
+  } catch (const CliError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw CliError(e.what());
+  }
+  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("built %lld tasks on a %s canvas, %d augmentations each (seed %u), in %.1f s: %lld puzzle ids (with <blank>)\n",
+              static_cast<long long>(report.tasks), c.size.c_str(), c.num_aug, c.seed, sec, static_cast<long long>(report.num_identifiers));
+  for (const auto& [name, n] : counts)
+    std::printf("  %s/%s: %lld examples, %lld puzzles, %lld groups\n", c.out.c_str(), name.c_str(), n[0], n[1], n[2]);
+  if (!report.skipped.empty()) std::printf("  left out (larger than the canvas): %zu tasks\n", report.skipped.size());
+  if (!report.not_full.empty())
+    std::printf("  %zu tasks have fewer distinct variants than asked (symmetric grids), e.g. %s: %d\n", report.not_full.size(),
+                report.not_full[0].first.c_str(), report.not_full[0].second);
+  return kExitOk;
+}
+
+static CheckpointInfo read_task_checkpoint(const std::string& path, const std::string& task) {
+  auto info = read_checkpoint_info(path);
+  if (info.spec.task != task)
+    throw CliError(path + ": a checkpoint of a " + info.spec.task + " model (" + info.spec.describe() + "), expected a " + task +
+                   " model; use `trm " + info.spec.task + " ...`");
+  return info;
+}
+
+static int run_arc(ArcCommands& c) {
+  if (*c.build) return arc_build(c);
+  if (*c.train)
+    return run_train(c.train, c.ta, "arc", [](const std::string& p) { return read_task_checkpoint(p, "arc"); },
+                     [](const TrainArgs& a, const std::optional<CheckpointInfo>& resume) {
+                       return by_arc_size(a.model.size, [&]<int S>() { return arc_train<S>(a, resume); });
+                     });
+  auto check_steps = [](CLI::App* sub, int steps) {
+    if (steps < 0 || (steps == 0 && sub->get_option("--steps")->count() > 0))
+      throw CliError("--steps: expected an integer >= 1, found " + std::to_string(steps));
+  };
+  if (*c.eval) {
+    auto& a = c.ea;
+    const auto info = read_task_checkpoint(a.checkpoints.at(0), "arc");
+    if (a.batch < 1) throw CliError("--batch must be >= 1");
+    if (a.variants < 0) throw CliError("--variants must be >= 0");
+    check_steps(c.eval, a.steps);
+    return by_arc_size(info.spec.size, [&]<int S>() { return arc_eval<S>(a, info); });
+  }
+  if (*c.submit) {
+    auto& a = c.sa;
+    const auto info = read_task_checkpoint(a.checkpoint, "arc");
+    if (a.batch < 1 || a.finetune_batch < 1) throw CliError("--batch and --finetune-batch must be >= 1");
+    if (a.variants < 0 || a.num_aug < 0 || a.finetune_steps < 0) throw CliError("--variants, --num-aug and --finetune-steps must be >= 0");
+    if (!(a.finetune_lr > 0 && a.finetune_lr <= 1)) throw CliError("--finetune-lr: expected a value in (0, 1]");
+    check_steps(c.submit, a.steps);
+    return by_arc_size(info.spec.size, [&]<int S>() { return arc_submit<S>(a, info); });
   }
   return kExitUsage;
 }
@@ -555,6 +763,8 @@ static int run(int argc, char** argv) {
     tasks.back()->task = name;
     add_task_commands(app, *tasks.back());
   }
+  ArcCommands arc_commands;
+  add_arc_commands(app, arc_commands);
   check_command_words(app, argc, argv);
   try {
     app.parse(argc, argv);
@@ -564,6 +774,7 @@ static int run(int argc, char** argv) {
   }
   for (auto& t : tasks)
     if (*t->self) return run_task(*t);
+  if (*arc_commands.self) return run_arc(arc_commands);
   return kExitUsage;
 }
 

@@ -228,8 +228,10 @@ void write_npy(const std::filesystem::path& path, std::vector<std::int64_t> shap
   });
 }
 
+// As Python's json.dump writes it, so that our dataset.json and identifiers.json are byte-identical
+// to the reference builders' files.
 inline void write_json(const std::filesystem::path& path, const nlohmann::ordered_json& j) {
-  const std::string text = j.dump();
+  const std::string text = io::dump_like_python(j);
   io::write_file_atomically(path, [&](io::AtomicFileWriter& w) { w.write(std::string_view(text)); });
 }
 

@@ -10,6 +10,7 @@
 // present with its shape and dtype, nothing unexpected may be there (unless allowed), and the
 // whole file is checked before a single value is copied. Names may carry the prefixes
 // torch.compile and the loss head add.
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -110,6 +111,48 @@ inline index_t checkpoint_puzzle_ids(const io::SafetensorsFile& file, const std:
 }
 inline index_t checkpoint_puzzle_ids(const std::filesystem::path& path) {
   return checkpoint_puzzle_ids(io::SafetensorsFile::load(path));
+}
+
+// A copy of a saved model whose puzzle table has `rows` rows: the old rows kept, every new row the
+// mean of the old ones (what the reference's load_checkpoint puts in every row when the table's
+// size differs; keeping the old rows lets a checkpoint take on new tasks, ARC's test-time
+// workflow, without forgetting its own). The signature's puzzle_ids is updated to match. A file
+// without a puzzle table, or with more rows than `rows`, is an io::FormatError.
+inline io::SafetensorsFile extend_puzzle_table(const io::SafetensorsFile& file, index_t rows,
+                                               const std::vector<std::string>& accepted_prefixes = reference_prefixes) {
+  std::string name;
+  for (const auto& prefix : accepted_prefixes)
+    if (file.contains(prefix + "puzzle_emb.weights")) {
+      name = prefix + "puzzle_emb.weights";
+      break;
+    }
+  if (name.empty()) throw io::FormatError(file.source_name() + ": no puzzle_emb.weights table to extend");
+  const auto& rec = file.at(name);
+  const index_t old_rows = checkpoint_puzzle_ids(file, accepted_prefixes);
+  if (rows < old_rows)
+    throw io::FormatError(file.source_name() + ": puzzle table of " + std::to_string(old_rows) + " rows, cannot shrink it to " +
+                          std::to_string(rows));
+  const std::int64_t width = rec.shape[1];
+  const std::vector<float> old = file.values<float>(name);
+  std::vector<double> mean(std::size_t(width), 0.0);
+  for (index_t r = 0; r < old_rows; ++r)
+    for (std::int64_t k = 0; k < width; ++k) mean[std::size_t(k)] += old[std::size_t(r * width + k)];
+  std::vector<float> table(std::size_t(rows * width));
+  std::copy(old.begin(), old.end(), table.begin());
+  for (index_t r = old_rows; r < rows; ++r)
+    for (std::int64_t k = 0; k < width; ++k) table[std::size_t(r * width + k)] = float(mean[std::size_t(k)] / double(old_rows));
+  io::SafetensorsFile out;
+  out.metadata = file.metadata;
+  out.metadata.erase(std::string(io::kChecksumKey));  // the file's sums were verified when it was read; save() writes new ones
+  for (const auto& [n, t] : file.tensors())
+    if (n != name) out.add(t);
+  out.add<float>(name, {std::int64_t(rows), width}, std::span<const float>(table));
+  if (auto it = out.metadata.find("trm.signature"); it != out.metadata.end()) {
+    const std::string key = " puzzle_ids=" + std::to_string(old_rows) + " ";
+    if (const auto at = it->second.find(key); at != std::string::npos)
+      it->second.replace(at, key.size(), " puzzle_ids=" + std::to_string(rows) + " ");
+  }
+  return out;
 }
 
 }  // namespace trm

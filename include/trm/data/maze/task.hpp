@@ -77,14 +77,14 @@ class MazeTask {
   int identity_augmentation() const { return 0; }
   int random_augmentation(Rng& rng) const { return Rows == Cols ? int(rng.below(8)) : int(rng.below(2)) * 2; }
   Maze augment(const Maze& m, int tid) const {
-    if (Rows != Cols && detail::swaps_sides(tid))
+    if (Rows != Cols && data::detail::dihedral_swaps_sides(tid))
       throw ValueError(name() + ": dihedral transform " + std::to_string(tid) + " swaps the sides of a non-square maze");
     return dihedral(m, tid);
   }
   TaskTokens<MazeTask> invert(std::span<const std::uint8_t> tokens, int tid) const {
     if (tokens.size() != std::size_t(Rows) * std::size_t(Cols))
       throw ShapeError(name() + ": expected " + std::to_string(Rows * Cols) + " tokens, found " + std::to_string(tokens.size()));
-    if (Rows != Cols && detail::swaps_sides(tid))
+    if (Rows != Cols && data::detail::dihedral_swaps_sides(tid))
       throw ValueError(name() + ": dihedral transform " + std::to_string(tid) + " swaps the sides of a non-square maze");
     const std::vector<std::uint8_t> back = inverse_dihedral(tokens, Rows, Cols, tid);  // any token value
     TaskTokens<MazeTask> out{};
