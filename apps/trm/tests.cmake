@@ -192,6 +192,43 @@ trm_cli_test(trm_cli_maze_unsupported_size "trm: error: unsupported model config
 trm_cli_test(trm_cli_maze_bad_size "trm: error: --size 4x9: expected sides in 5..30"
              ${_trm} maze generate --size 4x9 --count 1)
 
+# ARC: the official build from the fixture's Kaggle files (byte-identical to the official
+# builder's output in tests/data/arc/official/aug3), a 10x10 build, a few training steps, the
+# voting evaluator with a submission, and the whole submit flow (build with continued ids,
+# fine-tune, vote, submission.json with every test input).
+set(TRM_ARC_DATA "${PROJECT_SOURCE_DIR}/tests/data/arc")
+trm_cli_test(trm_cli_arc_build "built 10 tasks on a 30x30 canvas, 3 augmentations each \\(seed 42\\).*: 41 puzzle ids"
+             ${_trm} arc build --input-prefix "${TRM_ARC_DATA}/kaggle/arc-agi" --subsets training evaluation concept
+             --test-set evaluation --num-aug 3 --out "${TRM_CLI_WORK}/arc30")
+add_test(NAME trm_cli_arc_build_identical COMMAND sh -c "set -e
+cd \"$1\"
+for f in identifiers.json test_puzzles.json train/dataset.json test/dataset.json train/all__inputs.npy train/all__labels.npy \
+  train/all__puzzle_identifiers.npy train/all__puzzle_indices.npy train/all__group_indices.npy test/all__inputs.npy \
+  test/all__labels.npy test/all__puzzle_identifiers.npy test/all__puzzle_indices.npy test/all__group_indices.npy
+do cmp \"$f\" \"$2/$f\"
+done
+echo all 14 files identical" sh "${TRM_CLI_WORK}/arc30" "${TRM_ARC_DATA}/official/aug3")
+trm_cli_test(trm_cli_arc_build10 "left out \\(larger than the canvas\\): 3 tasks"
+             ${_trm} arc build --subset "training=${TRM_ARC_DATA}/kaggle/arc-agi_training_challenges.json"
+             --subset "evaluation=${TRM_ARC_DATA}/kaggle/arc-agi_evaluation_challenges.json"
+             --subset "concept=${TRM_ARC_DATA}/kaggle/arc-agi_concept_challenges.json"
+             --num-aug 2 --size 10x10 --skip-oversized --out "${TRM_CLI_WORK}/arc10")
+trm_cli_test(trm_cli_arc_train "ARC on a 10x10 canvas, TRM-Att hidden 64.*trained 4 steps.*checkpoint: "
+             ${_trm} arc train --size 10x10 --hidden 64 --n 1 --T 1 --nsup 2 --steps 4 --batch 8 --eval-every 0 --eval-size 8
+             --threads 1 --quiet --no-plot --data "${TRM_CLI_WORK}/arc10" --out "${TRM_CLI_WORK}/arcrun")
+trm_cli_test(trm_cli_arc_eval "pass@1 .*pass@2 .*pass@1000 .*scored: 2 tasks, 3 test inputs.*submission: .*\\(2 tasks, 3 test inputs, 2 attempts each\\)"
+             ${_trm} arc eval --checkpoint "${TRM_CLI_WORK}/arcrun/model.safetensors" --data "${TRM_CLI_WORK}/arc10" --threads 1
+             --submission "${TRM_CLI_WORK}/arc10_submission.json")
+trm_cli_test(trm_cli_arc_submit "puzzle ids [0-9]+\\.\\.[0-9]+ continue the checkpoint's.*init: .*new rows the mean.*no prediction for 1 test input.*submission: .*\\(3 tasks, 4 test inputs, 2 attempts each\\)"
+             ${_trm} arc submit --checkpoint "${TRM_CLI_WORK}/arcrun/model.safetensors"
+             --challenges "${TRM_ARC_DATA}/kaggle/arc-agi_evaluation_challenges.json" --out "${TRM_CLI_WORK}/arcsubmit"
+             --num-aug 2 --finetune-steps 2 --finetune-batch 4 --threads 1 --quiet)
+trm_cli_test(trm_cli_arc_bad_task "trm: error: .*bad_arc.json: task 'bad_arc', train pair 0, input, row 1, column 0: expected a colour 0..9, found number 12"
+             ${_trm} arc build --subset "x=${TRM_CLI_DATA}/arc_bad" --out "${TRM_CLI_WORK}/arc_bad_out")
+trm_cli_test(trm_cli_arc_wrong_task "a checkpoint of a sudoku model .*use `trm sudoku"
+             ${_trm} arc eval --checkpoint "${TRM_CLI_CKPT}" --data "${TRM_CLI_WORK}/arc10")
+
+
 get_property(_trm_cli_tests DIRECTORY PROPERTY TESTS)
 foreach(t IN LISTS _trm_cli_tests)
   if(NOT t MATCHES "^trm_cli_setup")
@@ -202,7 +239,7 @@ endforeach()
 set_tests_properties(trm_cli_generate PROPERTIES FIXTURES_SETUP trm_cli_puzzles)
 set_tests_properties(trm_cli_train PROPERTIES FIXTURES_SETUP trm_cli_model FIXTURES_REQUIRED "trm_cli_dir;trm_cli_puzzles")
 foreach(t IN LISTS _trm_cli_tests)
-  if(NOT t MATCHES "^trm_cli_(setup|help|version|generate|train$|unsupported|no_budget|bad_beta|bad_halt|maze|fuzz)")
+  if(NOT t MATCHES "^trm_cli_(setup|help|version|generate|train$|unsupported|no_budget|bad_beta|bad_halt|maze|fuzz|arc)")
     set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED "trm_cli_dir;trm_cli_puzzles;trm_cli_model")
   endif()
 endforeach()
@@ -218,3 +255,12 @@ foreach(t trm_cli_maze_solve trm_cli_maze_eval trm_cli_maze_wrong_task)
   set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED "trm_cli_dir;trm_cli_mazes;trm_cli_maze_model")
 endforeach()
 set_tests_properties(trm_cli_maze_eval_data PROPERTIES FIXTURES_REQUIRED "trm_cli_dir;trm_cli_maze_data;trm_cli_maze_model")
+set_tests_properties(trm_cli_arc_build PROPERTIES FIXTURES_SETUP trm_cli_arc30)
+set_tests_properties(trm_cli_arc_build_identical PROPERTIES FIXTURES_REQUIRED "trm_cli_dir;trm_cli_arc30"
+                     PASS_REGULAR_EXPRESSION "all 14 files identical")
+set_tests_properties(trm_cli_arc_build10 PROPERTIES FIXTURES_SETUP trm_cli_arc10)
+set_tests_properties(trm_cli_arc_train PROPERTIES FIXTURES_SETUP trm_cli_arcrun FIXTURES_REQUIRED "trm_cli_dir;trm_cli_arc10")
+foreach(t trm_cli_arc_eval trm_cli_arc_submit)
+  set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED "trm_cli_dir;trm_cli_arc10;trm_cli_arcrun")
+endforeach()
+set_tests_properties(trm_cli_arc_wrong_task PROPERTIES FIXTURES_REQUIRED "trm_cli_dir;trm_cli_arc10;trm_cli_model")
