@@ -175,6 +175,9 @@ int arc_submit_model(const ArcSubmitArgs& a, const CheckpointInfo& info) {
     ft.minutes = a.finetune_minutes;
     ft.batch = a.finetune_batch;
     ft.lr = a.finetune_lr;
+    ft.puzzle_emb_lr = 1e-2;  // the reference's ARC rate: the new tasks' rows start at the mean and must move
+    if (info.train.is_object() && info.train.contains("puzzle_emb_lr") && info.train["puzzle_emb_lr"].is_number())
+      ft.puzzle_emb_lr = info.train["puzzle_emb_lr"].get<double>();
     ft.warmup = a.finetune_warmup;
     ft.eval_every = 0;
     ft.eval_size = 64;

@@ -239,6 +239,8 @@ struct TrainArgs {
   double lr_min_ratio = 1.0;
   long warmup = 100;
   double weight_decay = 0.1;
+  double puzzle_emb_lr = 1e-4;  // sign-SGD of the puzzle table (the reference: 1e-4 Sudoku/Maze, 1e-2 ARC)
+  double puzzle_emb_wd = 0.1;
   double beta1 = 0.9, beta2 = 0.95;
   std::string optimizer = "adamw";
   std::string loss = "stablemax";

@@ -102,6 +102,7 @@ inline std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t stream) {
 inline json train_flags_json(const TrainArgs& a) {
   return json{{"batch", a.batch},        {"lr", a.lr},         {"lr_min_ratio", a.lr_min_ratio},
               {"warmup", a.warmup},      {"weight_decay", a.weight_decay},
+              {"puzzle_emb_lr", a.puzzle_emb_lr}, {"puzzle_emb_wd", a.puzzle_emb_wd},
               {"beta1", a.beta1},        {"beta2", a.beta2},   {"optimizer", a.optimizer},
               {"loss", a.loss},          {"blanks", a.blanks}, {"loops", a.loops},
               {"min_dist", a.min_dist},  {"data", a.data},     {"init", a.init},     {"seed", a.seed},
@@ -255,8 +256,8 @@ int train_task(const TrainArgs& a, const std::optional<CheckpointInfo>& resume, 
   to.loss = a.loss == "softmax" ? trm::LossType::softmax_cross_entropy : trm::LossType::stablemax_cross_entropy;
   to.halt_exploration_prob = a.halt_explore;
   to.seed = mix_seed(a.seed, 3);
-  to.puzzle_emb_lr = 1e-4;
-  to.puzzle_emb_weight_decay = 0.1;
+  to.puzzle_emb_lr = a.puzzle_emb_lr;
+  to.puzzle_emb_weight_decay = a.puzzle_emb_wd;
   trm::Trainer<M, Opt> trainer(model, opt, to);
 
   std::printf("trm %s train: %s\n", a.model.task.c_str(), a.model.describe().c_str());

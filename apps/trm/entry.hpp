@@ -121,6 +121,8 @@ inline void apply_saved_flags(TrainArgs& a, const json& j, const std::set<std::s
   take("lr_min_ratio", a.lr_min_ratio);
   take("warmup", a.warmup);
   take("weight_decay", a.weight_decay);
+  take("puzzle_emb_lr", a.puzzle_emb_lr);
+  take("puzzle_emb_wd", a.puzzle_emb_wd);
   take("beta1", a.beta1);
   take("beta2", a.beta2);
   take("optimizer", a.optimizer);

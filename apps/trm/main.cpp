@@ -197,6 +197,8 @@ static void check_train_flags(const TrainArgs& ta) {
   if (ta.warmup < 0) bad("--warmup", ">= 0", double(ta.warmup));
   if (!(ta.weight_decay >= 0 && ta.weight_decay <= 10)) bad("--weight-decay", "a value in [0, 10]", ta.weight_decay);
   // beta = 1 never forgets the first moment and divides by 1 - beta^t = 0: a NaN model.
+  if (!(ta.puzzle_emb_lr >= 0 && ta.puzzle_emb_lr <= 1)) bad("--puzzle-emb-lr", "a value in [0, 1]", ta.puzzle_emb_lr);
+  if (!(ta.puzzle_emb_wd >= 0 && ta.puzzle_emb_wd <= 10)) bad("--puzzle-emb-wd", "a value in [0, 10]", ta.puzzle_emb_wd);
   if (!(ta.beta1 >= 0 && ta.beta1 < 1)) bad("--beta1", "a value in [0, 1)", ta.beta1);
   if (!(ta.beta2 >= 0 && ta.beta2 < 1)) bad("--beta2", "a value in [0, 1)", ta.beta2);
   if (ta.log_every < 1) bad("--log-every", ">= 1", double(ta.log_every));
@@ -265,6 +267,8 @@ static CLI::App* add_train_command(CLI::App* parent, TrainArgs& ta, const std::s
       ->capture_default_str();
   train->add_option("--warmup", ta.warmup, "Linear warmup steps")->capture_default_str();
   train->add_option("--weight-decay", ta.weight_decay, "Decoupled weight decay")->capture_default_str();
+  train->add_option("--puzzle-emb-lr", ta.puzzle_emb_lr, "Learning rate of the puzzle table's sign-SGD")->capture_default_str();
+  train->add_option("--puzzle-emb-wd", ta.puzzle_emb_wd, "Weight decay of the puzzle table")->capture_default_str();
   train->add_option("--beta1", ta.beta1, "Adam beta1")->capture_default_str();
   train->add_option("--beta2", ta.beta2, "Adam beta2")->capture_default_str();
   train->add_option("--optimizer", ta.optimizer, "adamw or adam-atan2")->capture_default_str();
@@ -568,6 +572,7 @@ static void add_arc_commands(CLI::App& app, ArcCommands& c) {
   c.ta.model.mixer = "att";
   c.ta.model.nsup = 8;
   c.ta.eval_size = 256;
+  c.ta.puzzle_emb_lr = 1e-2;  // the reference's ARC configuration
   c.train = add_train_command(c.self, c.ta, "arc");
 
   ArcEvalArgs& ea = c.ea;
