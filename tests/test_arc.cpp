@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <trm/data/arc.hpp>
+#include <trm/trm.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -139,7 +140,10 @@ TEST_CASE("ARC task files: both layouts read in file order; malformed files name
   CHECK(bad(R"({"train": [{"input": )" + tall + R"(, "output": [[1]]}], )" + ok_test + "}").find("expected at most 30 rows, found 31") != std::string::npos);
   CHECK(bad(R"({"train": [], )" + ok_test + "}").find("expected at least one \"train\" pair") != std::string::npos);
   CHECK(bad(R"({"train": [{"input": [[1]], "output": [[1]]}]})").find("expected at least one \"test\" pair") != std::string::npos);
-  CHECK(bad(R"({"train": [{"input": [[1]], "output": [[1]]}], "extra": 1, )" + ok_test + "}").find("expected only \"train\" and \"test\", found \"extra\"") != std::string::npos);
+  // Other task keys are metadata (some ARC-AGI files have a "name"); other pair keys are errors.
+  write_text(d / "named.json", R"({"name": "x", "train": [{"input": [[1]], "output": [[1]]}], )" + ok_test + "}");
+  CHECK(read_task_file(d / "named.json").train.size() == 1);
+  CHECK(bad(R"({"train": [{"input": [[1]], "output": [[1]], "extra": 1}], )" + ok_test + "}").find("expected only \"input\" and \"output\", found \"extra\"") != std::string::npos);
   CHECK(bad(R"({"train": [{"input": [[1]], "output": [[1]], "input": [[2]]}], )" + ok_test + "}").find("duplicate") != std::string::npos);
   CHECK(bad(R"({"train": [{"input": [[1]], "output": [[1]]}], )").find("expected valid JSON") != std::string::npos);
 
@@ -331,4 +335,43 @@ TEST_CASE("ARC evaluator: votes ranked by count then mean q, pass@K, both scores
                           "none of the test inputs of task 'a'");
   CHECK_THROWS_CONTAINING(v.add(9, std::span<const std::uint8_t>(ci), std::span<const std::uint8_t>(ci), 0.0), trm::ValueError,
                           "outside the 4 names");
+}
+
+namespace {
+// A tiny ARC model on a 5x5 canvas (the test of the puzzle-table extension).
+struct TinyArc {
+  static constexpr int rows = 5, cols = 5, vocab = vocab_size, hidden = 32, layers = 2;
+  static constexpr trm::ConfigOptions options{.puzzle_emb_len = 1};
+  using mixer = trm::AttentionMixer<1>;
+  using schedule = trm::TrmRecursion<>;
+  using halting = trm::BceHalting<>;
+};
+using TinyArcModel = trm::Model<TinyArc>;
+TinyArcModel tiny_arc(trm::index_t puzzle_ids, std::uint64_t seed) {
+  return TinyArcModel({.schedule = trm::TrmRecursion<>(1, 1), .halting = trm::BceHalting<>(2), .puzzle_ids = puzzle_ids, .seed = seed});
+}
+}  // namespace
+
+TEST_CASE("extend_puzzle_table: old rows kept, new rows the mean of the old, signature updated; shrinking refused") {
+  TinyArcModel small = tiny_arc(3, 1);
+  // Distinct rows, so that the mean is not a row.
+  auto table = small.puzzle_emb.value.span();
+  const std::size_t width = table.size() / 3;
+  for (std::size_t k = 0; k < table.size(); ++k) table[k] = float(k % 7) - 2.5f + float(k / width);
+  TempDir dir("trm_arc_extend");
+  trm::save_model(small, dir.path() / "m.safetensors");
+  const auto file = trm::io::SafetensorsFile::load(dir.path() / "m.safetensors");
+  TinyArcModel big = tiny_arc(5, 2);
+  CHECK_THROWS_AS(trm::load_model(big, file), trm::io::FormatError);  // the signature says 3 rows
+  trm::load_model(big, trm::extend_puzzle_table(file, 5));
+  const auto rows = big.puzzle_emb.value.span();
+  for (std::size_t k = 0; k < 3 * width; ++k) CHECK(rows[k] == table[k]);
+  for (std::size_t c = 0; c < width; ++c) {
+    const double mean = (double(table[c]) + table[width + c] + table[2 * width + c]) / 3;
+    CHECK(rows[3 * width + c] == doctest::Approx(mean).epsilon(1e-6));  // float of a double mean
+    CHECK(rows[4 * width + c] == rows[3 * width + c]);
+  }
+  // The extended file carries the bigger model's signature.
+  CHECK(big.signature() == trm::extend_puzzle_table(file, 5).metadata.at("trm.signature"));
+  CHECK_THROWS_CONTAINING(trm::extend_puzzle_table(file, 2), trm::io::FormatError, "cannot shrink it to 2");
 }
