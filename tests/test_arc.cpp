@@ -375,3 +375,63 @@ TEST_CASE("extend_puzzle_table: old rows kept, new rows the mean of the old, sig
   CHECK(big.signature() == trm::extend_puzzle_table(file, 5).metadata.at("trm.signature"));
   CHECK_THROWS_CONTAINING(trm::extend_puzzle_table(file, 2), trm::io::FormatError, "cannot shrink it to 2");
 }
+
+TEST_CASE("ARC evaluator on the official build's test split: the right answer under some variants, noise under the others") {
+  const fs::path official = kData / "official" / "aug3";
+  const auto test = trm::data::PuzzleDataset::read(official, "test", {.require_identifiers = true});
+  const auto puzzles = read_test_puzzles(official / "test_puzzles.json");
+  const auto& s = test.sets[0];
+  REQUIRE(s.num_groups() == 3);  // the 3 evaluation tasks, 4 variants each
+  // Each row's prediction: variants 0 and 2 of its group answer right (the solution in the
+  // variant's frame), the others a grid of their own (noise: distinct, 1 vote each).
+  auto run = [&](int right_variants) {
+    Voter v(test.identifiers, puzzles, 30);
+    std::uint8_t noise = 0;
+    for (std::int64_t g = 0; g < s.num_groups(); ++g)
+      for (std::int32_t p = s.group_indices[std::size_t(g)]; p < s.group_indices[std::size_t(g + 1)]; ++p) {
+        const int variant = p - s.group_indices[std::size_t(g)];
+        const ParsedName name = parse_name(test.identifiers[std::size_t(s.puzzle_identifiers[std::size_t(p)])]);
+        for (std::int32_t e = s.puzzle_indices[std::size_t(p)]; e < s.puzzle_indices[std::size_t(p + 1)]; ++e) {
+          const std::span<const std::uint8_t> in(s.inputs.data() + e * 900, 900);
+          // The solution in the variant's frame: the stored label's crop.
+          const Grid label = crop(std::span<const std::uint8_t>(s.labels.data() + e * 900, 900), 30);
+          const bool right = (right_variants == 2 && (variant == 0 || variant == 2)) || (right_variants == 1 && variant == 1);
+          Grid pred = label;
+          if (!right) pred = Grid(2, 3, std::uint8_t(++noise % 10));
+          if (!right && right_variants == 1) pred = Grid(1, 1, std::uint8_t(9));  // the same wrong grid twice or more
+          std::vector<std::uint8_t> c(900);
+          encode_into(pred, 30, 0, 0, c);
+          v.add(s.puzzle_identifiers[std::size_t(p)], in, std::span<const std::uint8_t>(c), variant == 0 ? 1.0 : -1.0);
+          CHECK(invert(name.augmentation, crop(in, 30)).rows > 0);
+        }
+      }
+    return v.result();
+  };
+  const ArcScores two = run(2);
+  CHECK(two.scored_inputs == 4);
+  CHECK(two.scored_tasks == 3);
+  CHECK(two.solved_inputs[two.k_index(1)] == 4);
+  CHECK(two.task_mean[two.k_index(1)] == doctest::Approx(1.0));
+  for (const auto& in : two.inputs) {
+    CHECK(in.rank_of_solution == 0);
+    CHECK(in.candidates[0].votes == 2);
+    CHECK(in.candidates.size() == 3);
+  }
+  CHECK(two.fallbacks.empty());
+  std::size_t entries = 0;
+  for (const auto& t : puzzles) {
+    REQUIRE(two.submission.contains(t.id));
+    CHECK(two.submission[t.id].size() == t.test.size());
+    for (std::size_t k = 0; k < t.test.size(); ++k) {
+      CHECK(two.submission[t.id][k]["attempt_1"] == grid_to_json(t.test[k].output));
+      ++entries;
+    }
+  }
+  CHECK(entries == 4);
+  // One right vote against a wrong grid voted 3 times: pass@1 lost, pass@2 kept.
+  const ArcScores one = run(1);
+  CHECK(one.solved_inputs[one.k_index(1)] == 0);
+  CHECK(one.solved_inputs[one.k_index(2)] == 4);
+  CHECK(one.kaggle(one.k_index(2)) == doctest::Approx(1.0));
+  for (const auto& in : one.inputs) CHECK(in.rank_of_solution == 1);
+}
