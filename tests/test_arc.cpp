@@ -287,7 +287,9 @@ TEST_CASE("ARC evaluator: votes ranked by count then mean q, pass@K, both scores
   add(0, a.test[0].input, right, 9.0);  // the blank id: batch padding, skipped
   // Input 1 of "a": no predictions at all -> fallback. "b": one prediction, not scored.
   add(3, b.test[0].input, grid_of({{7}}), 0.0);
-  CHECK(v.predictions() == 6);
+  add(3, b.test[0].input, Grid{}, 0.0);  // an empty crop: ranked, never submitted
+  add(3, b.test[0].input, Grid{}, 0.0);
+  CHECK(v.predictions() == 8);
 
   const ArcScores s = v.result();
   REQUIRE(s.inputs.size() == 3);
@@ -316,8 +318,9 @@ TEST_CASE("ARC evaluator: votes ranked by count then mean q, pass@K, both scores
   CHECK(sub["a"][0]["attempt_1"] == grid_to_json(right));
   CHECK(sub["a"][0]["attempt_2"] == grid_to_json(wrong));
   CHECK(sub["a"][1]["attempt_1"] == grid_to_json(a.test[1].input));  // the fallback
+  CHECK(s.inputs[2].candidates[0].grid.cells.empty());  // 2 votes: first in the ranking
   CHECK(sub["b"][0]["attempt_1"] == grid_to_json(grid_of({{7}})));
-  CHECK(sub["b"][0]["attempt_2"] == grid_to_json(grid_of({{7}})));  // one candidate: repeated
+  CHECK(sub["b"][0]["attempt_2"] == grid_to_json(grid_of({{7}})));  // one grid candidate: repeated
 
   // Pooling: a second evaluation adds its votes; clear() starts over.
   add(1, a.test[0].input, grid_of({{9}}), 5.0);

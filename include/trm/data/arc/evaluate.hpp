@@ -13,9 +13,9 @@
 //     inputs over all test inputs);
 //   - submission.json (Kaggle's format): for every task, for every test input in order,
 //     {"attempt_1": grid, "attempt_2": grid} from the top two (the first repeated when there is
-//     one). The official code leaves out a test input that got no prediction; here it gets a
-//     fallback (its own input grid, ARC's identity guess) and is listed in `fallbacks`, so the
-//     file is never missing an entry.
+//     one; an empty crop is skipped there). The official code leaves out a test input that got
+//     no prediction; here it gets a fallback (its own input grid, ARC's identity guess) and is
+//     listed in `fallbacks`, so the file is never missing an entry.
 // Pooling: a Voter keeps its votes until clear(): adding several evaluations (checkpoints of a
 // run) pools them, the reference's default (aggregated_voting); clear() between them scores each
 // alone. A test input whose output is a placeholder (no solution given) is voted on and
@@ -175,16 +175,19 @@ class Voter {
         } else {
           ++s.unscored_inputs;
         }
+        // The attempts: the top candidates that are grids (an empty crop, no colour at the
+        // top-left corner, ranks as the reference ranks it but is no answer Kaggle takes), the
+        // first repeated when there are fewer; none at all: the fallback.
         nlohmann::ordered_json entry;
-        if (v.candidates.empty()) {
+        std::vector<const Grid*> picks;
+        for (const auto& c : v.candidates)
+          if (c.grid.rows > 0 && int(picks.size()) < submission_k) picks.push_back(&c.grid);
+        if (picks.empty()) {
           s.fallbacks.push_back(task.id + " test input " + std::to_string(k));
-          for (int a = 0; a < submission_k; ++a) entry["attempt_" + std::to_string(a + 1)] = grid_to_json(pair.input);
-        } else {
-          for (int a = 0; a < submission_k; ++a) {
-            const std::size_t c = std::size_t(a) < v.candidates.size() ? std::size_t(a) : 0;
-            entry["attempt_" + std::to_string(a + 1)] = grid_to_json(v.candidates[c].grid);
-          }
+          picks.push_back(&pair.input);
         }
+        for (int a = 0; a < submission_k; ++a)
+          entry["attempt_" + std::to_string(a + 1)] = grid_to_json(*picks[std::size_t(a) < picks.size() ? std::size_t(a) : 0]);
         attempts.push_back(std::move(entry));
         s.inputs.push_back(std::move(v));
       }

@@ -160,7 +160,8 @@ inline std::vector<Pair> parse_pairs(const ojson& j, const std::string& where, b
   return pairs;
 }
 
-// {"train": [...], "test": [...]} (any order; nothing else) -> Task. Test pairs may lack outputs.
+// {"train": [...], "test": [...]} (in either order; other keys, such as the "name" some ARC-AGI
+// files carry, are ignored) -> Task. Test pairs may lack outputs.
 inline Task parse_task(const ojson& j, std::string id, const std::string& where) {
   if (!j.is_object()) throw ArcFormatError(where + ": expected a task object {\"train\": [...], \"test\": [...]}, found " + io::json_brief(j));
   Task t;
@@ -175,9 +176,8 @@ inline Task parse_task(const ojson& j, std::string id, const std::string& where)
       t.test = parse_pairs(item.value(), where + ", test", false);
       seen_test = true;
       if (!seen_train) t.train_first = false;
-    } else {
-      throw ArcFormatError(where + ": expected only \"train\" and \"test\", found \"" + io::bounded_message(item.key(), 80) + "\"");
     }
+    // Other keys are metadata (11 ARC-AGI files carry a "name"): ignored.
   }
   if (!seen_train || t.train.empty()) throw ArcFormatError(where + ": expected at least one \"train\" pair, found none");
   if (!seen_test || t.test.empty()) throw ArcFormatError(where + ": expected at least one \"test\" pair, found none");
