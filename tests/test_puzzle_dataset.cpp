@@ -152,8 +152,8 @@ TEST_CASE("puzzle dataset: write -> read round trip, two sets, byte-identical re
   CHECK(load<std::uint8_t>(a / "train/hard__labels.npy") == d.sets[1].labels);
   // No temporary files left behind.
   for (const auto& e : fs::directory_iterator(a / "train")) CHECK(e.path().filename().string().front() != '.');
-  // The reference's field order in dataset.json.
-  CHECK(slurp(a / "train/dataset.json").starts_with("{\"pad_id\":0,\"ignore_label_id\":0,\"blank_identifier_id\":0,"));
+  // The reference's field order in dataset.json, spaced as Python's json.dump writes it.
+  CHECK(slurp(a / "train/dataset.json").starts_with("{\"pad_id\": 0, \"ignore_label_id\": 0, \"blank_identifier_id\": 0, "));
 }
 
 TEST_CASE("puzzle dataset: several directories concatenate as all, all1 (ids not offset, counts summed)") {
