@@ -80,8 +80,7 @@ inline void write_submission(const arc::ArcScores& s, const std::string& path) {
 
 // pass@2 (the official score) on every scored input: exit 0; otherwise kExitUnsolved.
 inline int arc_exit_status(const arc::ArcScores& s) {
-  const std::size_t k2 = std::size_t(std::find(s.ks.begin(), s.ks.end(), 2) - s.ks.begin());
-  return s.scored_inputs > 0 && k2 < s.ks.size() && s.solved_inputs[k2] == s.scored_inputs ? kExitOk : kExitUnsolved;
+  return s.scored_inputs > 0 && s.solved_inputs[s.k_index(2)] == s.scored_inputs ? kExitOk : kExitUnsolved;
 }
 
 template <int Side, class M>

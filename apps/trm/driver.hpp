@@ -66,12 +66,13 @@ int by_hidden(const ModelSpec& s, F& f) {
   throw CliError("internal error: hidden " + std::to_string(s.hidden) + " is not dispatched");
 }
 
-// Calls f.template operator()<Model>() with the compiled model for `s` (the curated set of
-// cli_common.hpp: mixer x hidden x layers x prefix, for the task's size); anything else is a
-// CliError listing the supported values.
 // Tasks compiled with the attention mixer only (ARC: TRM-Att, as the reference).
 template <class TaskT>
 inline constexpr bool attention_only_task = false;
+
+// Calls f.template operator()<Model>() with the compiled model for `s` (the curated set of
+// cli_common.hpp: mixer x hidden x layers x prefix, for the task's size); anything else is a
+// CliError listing the supported values.
 
 template <class TaskT, class F>
 int with_model(const ModelSpec& s, F&& f) {

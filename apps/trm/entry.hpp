@@ -184,7 +184,6 @@ struct ArcEvalArgs {
   int threads = 0;
   int variants = 0;   // per test input, the first this many variants of its group (0: all)
   std::string submission;  // write submission.json here
-  ExpectedSpec expect;
 };
 
 // `trm arc submit`: a challenges file and a checkpoint -> submission.json (the Kaggle flow).

@@ -409,10 +409,26 @@ static void add_task_commands(CLI::App& app, TaskCommands& t) {
 }
 
 // Runs the subcommand of `t` that was given.
+// --steps of solve/eval/submit: 0 is the "not given" default; an explicit --steps 0 is refused
+// like any other value < 1.
+static void check_steps_flag(CLI::App* sub, int steps) {
+  if (steps < 0 || (steps == 0 && sub->get_option("--steps")->count() > 0))
+    throw CliError("--steps: expected an integer >= 1, found " + std::to_string(steps));
+}
+
+// A checkpoint of another task is refused before any model is built.
+static CheckpointInfo read_task_checkpoint(const std::string& path, const std::string& task) {
+  auto info = read_checkpoint_info(path);
+  if (info.spec.task != task)
+    throw CliError(path + ": a checkpoint of a " + info.spec.task + " model (" + info.spec.describe() + "), expected a " + task +
+                   " model; use `trm " + info.spec.task + " ...`");
+  return info;
+}
+
 // `trm <task> train` after parsing: the budget, --resume (the saved configuration and flags, any
 // model flag given checked against it) or a fresh --out, the flags' ranges, then `dispatch`.
-template <class ReadInfo, class Dispatch>
-static int run_train(CLI::App* train, TrainArgs& ta, const std::string& task, ReadInfo&& read_info, Dispatch&& dispatch_train) {
+template <class Dispatch>
+static int run_train(CLI::App* train, TrainArgs& ta, const std::string& task, Dispatch&& dispatch_train) {
   const bool maze = task == "maze", sudoku = task == "sudoku";
   std::set<std::string> given;
   for (const auto* o : train->get_options())
@@ -431,7 +447,7 @@ static int run_train(CLI::App* train, TrainArgs& ta, const std::string& task, Re
   if (ta.resume) {
     if (!fs::exists(state))
       throw CliError("--resume: " + state.string() + " does not exist (train once with --out " + ta.out + " first)");
-    resume = read_info(state.string());
+    resume = read_task_checkpoint(state.string(), task);
     if (ta.model_flags_given) {
       ExpectedSpec e;
       if (given.count(size_key)) e.size = ta.model.size;
@@ -467,14 +483,7 @@ static int run_task(TaskCommands& t) {
     if (maze) return by_maze_size(a.model.size, [&]<int S>() { return maze_train<S>(a, resume); });
     return by_box(a.model.size, [&]<int R, int C>() { return sudoku_train<R, C>(a, resume); });
   };
-  // A checkpoint of the other task is refused before any model is built.
-  auto read_info = [&](const std::string& path) {
-    auto info = read_checkpoint_info(path);
-    if (info.spec.task != t.task)
-      throw CliError(path + ": a checkpoint of a " + info.spec.task + " model (" + info.spec.describe() + "), expected a " +
-                     t.task + " model; use `trm " + info.spec.task + " ...`");
-    return info;
-  };
+  auto read_info = [&](const std::string& path) { return read_task_checkpoint(path, t.task); };
   if (*t.plot) {
     const fs::path dir = t.plot_run, csv = dir / "metrics.csv";
     if (!fs::exists(csv)) throw CliError(csv.string() + ": no such file (not the output directory of a training run?)");
@@ -505,15 +514,13 @@ static int run_task(TaskCommands& t) {
     }
     return 0;
   }
-  if (*t.train) return run_train(t.train, t.ta, t.task, read_info, dispatch_train);
+  if (*t.train) return run_train(t.train, t.ta, t.task, dispatch_train);
   if (*t.solve) {
     t.solve_expect();
     const auto info = read_info(t.sa.checkpoint);
     t.sa.expect.check(info.spec, t.sa.checkpoint);
     if (t.sa.batch < 1) throw CliError("--batch must be >= 1");
-    // 0 is the "not given" default; an explicit --steps 0 is refused like any other value < 1.
-    if (t.sa.steps < 0 || (t.sa.steps == 0 && (t.solve->get_option("--steps")->count() > 0)))
-      throw CliError("--steps: expected an integer >= 1, found " + std::to_string(t.sa.steps));
+    check_steps_flag(t.solve, t.sa.steps);
     if (maze) return by_maze_size(info.spec.size, [&]<int S>() { return maze_solve<S>(t.sa, info); });
     return by_box(info.spec.size, [&]<int R, int C>() { return sudoku_solve<R, C>(t.sa, info); });
   }
@@ -523,9 +530,7 @@ static int run_task(TaskCommands& t) {
     const auto info = read_info(t.ea.checkpoint);
     t.ea.expect.check(info.spec, t.ea.checkpoint);
     if (t.ea.batch < 1) throw CliError("--batch must be >= 1");
-    // 0 is the "not given" default; an explicit --steps 0 is refused like any other value < 1.
-    if (t.ea.steps < 0 || (t.ea.steps == 0 && (t.eval->get_option("--steps")->count() > 0)))
-      throw CliError("--steps: expected an integer >= 1, found " + std::to_string(t.ea.steps));
+    check_steps_flag(t.eval, t.ea.steps);
     if (t.ea.sample < 0) throw CliError("--sample must be >= 0");
     if (maze) return by_maze_size(info.spec.size, [&]<int S>() { return maze_eval<S>(t.ea, info); });
     return by_box(info.spec.size, [&]<int R, int C>() { return sudoku_eval<R, C>(t.ea, info); });
@@ -685,31 +690,19 @@ static int arc_build(const ArcCommands& c) {
   return kExitOk;
 }
 
-static CheckpointInfo read_task_checkpoint(const std::string& path, const std::string& task) {
-  auto info = read_checkpoint_info(path);
-  if (info.spec.task != task)
-    throw CliError(path + ": a checkpoint of a " + info.spec.task + " model (" + info.spec.describe() + "), expected a " + task +
-                   " model; use `trm " + info.spec.task + " ...`");
-  return info;
-}
 
 static int run_arc(ArcCommands& c) {
   if (*c.build) return arc_build(c);
   if (*c.train)
-    return run_train(c.train, c.ta, "arc", [](const std::string& p) { return read_task_checkpoint(p, "arc"); },
-                     [](const TrainArgs& a, const std::optional<CheckpointInfo>& resume) {
+    return run_train(c.train, c.ta, "arc", [](const TrainArgs& a, const std::optional<CheckpointInfo>& resume) {
                        return by_arc_size(a.model.size, [&]<int S>() { return arc_train<S>(a, resume); });
                      });
-  auto check_steps = [](CLI::App* sub, int steps) {
-    if (steps < 0 || (steps == 0 && sub->get_option("--steps")->count() > 0))
-      throw CliError("--steps: expected an integer >= 1, found " + std::to_string(steps));
-  };
   if (*c.eval) {
     auto& a = c.ea;
     const auto info = read_task_checkpoint(a.checkpoints.at(0), "arc");
     if (a.batch < 1) throw CliError("--batch must be >= 1");
     if (a.variants < 0) throw CliError("--variants must be >= 0");
-    check_steps(c.eval, a.steps);
+    check_steps_flag(c.eval, a.steps);
     return by_arc_size(info.spec.size, [&]<int S>() { return arc_eval<S>(a, info); });
   }
   if (*c.submit) {
@@ -718,7 +711,7 @@ static int run_arc(ArcCommands& c) {
     if (a.batch < 1 || a.finetune_batch < 1) throw CliError("--batch and --finetune-batch must be >= 1");
     if (a.variants < 0 || a.num_aug < 0 || a.finetune_steps < 0) throw CliError("--variants, --num-aug and --finetune-steps must be >= 0");
     if (!(a.finetune_lr > 0 && a.finetune_lr <= 1)) throw CliError("--finetune-lr: expected a value in (0, 1]");
-    check_steps(c.submit, a.steps);
+    check_steps_flag(c.submit, a.steps);
     return by_arc_size(info.spec.size, [&]<int S>() { return arc_submit<S>(a, info); });
   }
   return kExitUsage;

@@ -99,15 +99,22 @@ void load_model(M& model, const std::filesystem::path& path, std::vector<std::st
 // The number of puzzle identifiers of a saved model (rows of its puzzle table), to build a model
 // of the right size before load_model: Model<C> m({.puzzle_ids = checkpoint_puzzle_ids(path)}).
 // 1 when the file has no puzzle table (puzzle_emb_ndim = 0).
-inline index_t checkpoint_puzzle_ids(const io::SafetensorsFile& file, const std::vector<std::string>& accepted_prefixes = reference_prefixes) {
+namespace detail {
+// The name of the file's puzzle table under the first accepted prefix that has one ("" if none).
+inline std::string puzzle_table_name(const io::SafetensorsFile& file, const std::vector<std::string>& accepted_prefixes) {
   for (const auto& prefix : accepted_prefixes)
-    if (file.contains(prefix + "puzzle_emb.weights")) {
-      const auto& shape = file.at(prefix + "puzzle_emb.weights").shape;
-      if (shape.size() != 2 || shape[0] < 1)
-        throw io::FormatError(file.source_name() + ": puzzle_emb.weights: expected a [puzzle_ids >= 1, width] table");
-      return index_t(shape[0]);
-    }
-  return 1;
+    if (file.contains(prefix + "puzzle_emb.weights")) return prefix + "puzzle_emb.weights";
+  return {};
+}
+}  // namespace detail
+
+inline index_t checkpoint_puzzle_ids(const io::SafetensorsFile& file, const std::vector<std::string>& accepted_prefixes = reference_prefixes) {
+  const std::string name = detail::puzzle_table_name(file, accepted_prefixes);
+  if (name.empty()) return 1;
+  const auto& shape = file.at(name).shape;
+  if (shape.size() != 2 || shape[0] < 1)
+    throw io::FormatError(file.source_name() + ": puzzle_emb.weights: expected a [puzzle_ids >= 1, width] table");
+  return index_t(shape[0]);
 }
 inline index_t checkpoint_puzzle_ids(const std::filesystem::path& path) {
   return checkpoint_puzzle_ids(io::SafetensorsFile::load(path));
@@ -120,19 +127,13 @@ inline index_t checkpoint_puzzle_ids(const std::filesystem::path& path) {
 // without a puzzle table, or with more rows than `rows`, is an io::FormatError.
 inline io::SafetensorsFile extend_puzzle_table(const io::SafetensorsFile& file, index_t rows,
                                                const std::vector<std::string>& accepted_prefixes = reference_prefixes) {
-  std::string name;
-  for (const auto& prefix : accepted_prefixes)
-    if (file.contains(prefix + "puzzle_emb.weights")) {
-      name = prefix + "puzzle_emb.weights";
-      break;
-    }
+  const std::string name = detail::puzzle_table_name(file, accepted_prefixes);
   if (name.empty()) throw io::FormatError(file.source_name() + ": no puzzle_emb.weights table to extend");
-  const auto& rec = file.at(name);
   const index_t old_rows = checkpoint_puzzle_ids(file, accepted_prefixes);
   if (rows < old_rows)
     throw io::FormatError(file.source_name() + ": puzzle table of " + std::to_string(old_rows) + " rows, cannot shrink it to " +
                           std::to_string(rows));
-  const std::int64_t width = rec.shape[1];
+  const std::int64_t width = file.at(name).shape[1];
   const std::vector<float> old = file.values<float>(name);
   std::vector<double> mean(std::size_t(width), 0.0);
   for (index_t r = 0; r < old_rows; ++r)

@@ -225,12 +225,7 @@ class Voter {
 
 // test_puzzles.json (as the builder writes it) -> tasks, in the file's order.
 inline std::vector<Task> parse_test_puzzles(std::string_view text, const std::string& file) {
-  const auto j = detail::parse_json_text(text, file);
-  if (!j.is_object())
-    throw ArcFormatError(file + ": expected an object of tasks {\"<id>\": {\"train\": [...], \"test\": [...]}}, found " + io::json_brief(j));
-  std::vector<Task> tasks;
-  for (const auto& item : j.items()) tasks.push_back(detail::parse_task(item.value(), item.key(), detail::task_where(file, item.key())));
-  return tasks;
+  return detail::parse_task_object(detail::parse_json_text(text, file), file, true);
 }
 inline std::vector<Task> read_test_puzzles(const std::filesystem::path& path) {
   return parse_test_puzzles(detail::read_text_file(path, path.string()), path.string());

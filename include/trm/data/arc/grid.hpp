@@ -188,6 +188,18 @@ inline std::string task_where(const std::string& file, const std::string& id) {
   return file + ": task '" + io::bounded_message(id, 80) + "'";
 }
 
+// {id: task, ...} (Kaggle's challenges, test_puzzles.json) -> tasks in the file's order; an
+// empty object is an error unless allow_empty.
+inline std::vector<Task> parse_task_object(const ojson& j, const std::string& file, bool allow_empty) {
+  if (!j.is_object() || (j.empty() && !allow_empty))
+    throw ArcFormatError(file + ": expected an object of tasks {\"<id>\": {\"train\": [...], \"test\": [...]}, ...}, found " +
+                         io::json_brief(j));
+  std::vector<Task> tasks;
+  tasks.reserve(j.size());
+  for (const auto& item : j.items()) tasks.push_back(parse_task(item.value(), item.key(), task_where(file, item.key())));
+  return tasks;
+}
+
 }  // namespace detail
 
 // One task's JSON text; `source` names it in errors.
@@ -233,12 +245,7 @@ inline std::vector<Task> parse_kaggle_text(std::string_view challenges, const st
                                            std::optional<std::string_view> solutions = std::nullopt,
                                            const std::string& sfile = "<solutions>") {
   const auto j = detail::parse_json_text(challenges, file);
-  if (!j.is_object() || j.empty())
-    throw ArcFormatError(file + ": expected an object of tasks {\"<id>\": {\"train\": [...], \"test\": [...]}, ...}, found " +
-                         io::json_brief(j));
-  std::vector<Task> tasks;
-  tasks.reserve(j.size());
-  for (const auto& item : j.items()) tasks.push_back(detail::parse_task(item.value(), item.key(), detail::task_where(file, item.key())));
+  std::vector<Task> tasks = detail::parse_task_object(j, file, false);
   if (solutions) {
     const auto s = detail::parse_json_text(*solutions, sfile);
     if (!s.is_object())
