@@ -702,6 +702,7 @@ static int run_arc(ArcCommands& c) {
     const auto info = read_task_checkpoint(a.checkpoints.at(0), "arc");
     if (a.batch < 1) throw CliError("--batch must be >= 1");
     if (a.variants < 0) throw CliError("--variants must be >= 0");
+    if (a.threads < 0 || a.threads > 1024) throw CliError("--threads: expected 0..1024 (0: all cores, at most 2), found " + std::to_string(a.threads));
     check_steps_flag(c.eval, a.steps);
     return by_arc_size(info.spec.size, [&]<int S>() { return arc_eval<S>(a, info); });
   }
@@ -711,6 +712,11 @@ static int run_arc(ArcCommands& c) {
     if (a.batch < 1 || a.finetune_batch < 1) throw CliError("--batch and --finetune-batch must be >= 1");
     if (a.variants < 0 || a.num_aug < 0 || a.finetune_steps < 0) throw CliError("--variants, --num-aug and --finetune-steps must be >= 0");
     if (!(a.finetune_lr > 0 && a.finetune_lr <= 1)) throw CliError("--finetune-lr: expected a value in (0, 1]");
+    if (a.num_aug > 100000) throw CliError("--num-aug: expected 0..100000, found " + std::to_string(a.num_aug));
+    if (a.finetune_warmup < 0) throw CliError("--finetune-warmup: expected >= 0, found " + std::to_string(a.finetune_warmup));
+    if (!(a.finetune_minutes >= 0 && a.finetune_minutes <= 1e7))
+      throw CliError("--finetune-minutes: expected 0..1e7, found " + std::to_string(a.finetune_minutes));
+    if (a.threads < 0 || a.threads > 1024) throw CliError("--threads: expected 0..1024 (0: all cores, at most 2), found " + std::to_string(a.threads));
     check_steps_flag(c.submit, a.steps);
     return by_arc_size(info.spec.size, [&]<int S>() { return arc_submit<S>(a, info); });
   }

@@ -225,6 +225,11 @@ trm_cli_test(trm_cli_arc_submit "puzzle ids [0-9]+\\.\\.[0-9]+ continue the chec
              --num-aug 2 --finetune-steps 2 --finetune-batch 4 --threads 1 --quiet)
 trm_cli_test(trm_cli_arc_bad_task "trm: error: .*bad_arc.json: task 'bad_arc', train pair 0, input, row 1, column 0: expected a colour 0..9, found number 12"
              ${_trm} arc build --subset "x=${TRM_CLI_DATA}/arc_bad" --out "${TRM_CLI_WORK}/arc_bad_out")
+trm_cli_test(trm_cli_arc_bad_warmup "trm: error: --finetune-warmup: expected >= 0, found -1"
+             ${_trm} arc submit --checkpoint "${TRM_CLI_WORK}/arcrun/model.safetensors" --finetune-warmup -1
+             --challenges "${TRM_ARC_DATA}/kaggle/arc-agi_evaluation_challenges.json" --out "${TRM_CLI_WORK}/never")
+trm_cli_test(trm_cli_arc_bad_threads "trm: error: --threads: expected 0..1024"
+             ${_trm} arc eval --checkpoint "${TRM_CLI_WORK}/arcrun/model.safetensors" --data "${TRM_CLI_WORK}/arc10" --threads 5000)
 trm_cli_test(trm_cli_arc_wrong_task "a checkpoint of a sudoku model .*use `trm sudoku"
              ${_trm} arc eval --checkpoint "${TRM_CLI_CKPT}" --data "${TRM_CLI_WORK}/arc10")
 
@@ -260,7 +265,7 @@ set_tests_properties(trm_cli_arc_build_identical PROPERTIES FIXTURES_REQUIRED "t
                      PASS_REGULAR_EXPRESSION "all 14 files identical")
 set_tests_properties(trm_cli_arc_build10 PROPERTIES FIXTURES_SETUP trm_cli_arc10)
 set_tests_properties(trm_cli_arc_train PROPERTIES FIXTURES_SETUP trm_cli_arcrun FIXTURES_REQUIRED "trm_cli_dir;trm_cli_arc10")
-foreach(t trm_cli_arc_eval trm_cli_arc_submit)
+foreach(t trm_cli_arc_eval trm_cli_arc_submit trm_cli_arc_bad_warmup trm_cli_arc_bad_threads)
   set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED "trm_cli_dir;trm_cli_arc10;trm_cli_arcrun")
 endforeach()
 set_tests_properties(trm_cli_arc_wrong_task PROPERTIES FIXTURES_REQUIRED "trm_cli_dir;trm_cli_arc10;trm_cli_model")
