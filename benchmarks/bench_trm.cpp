@@ -54,6 +54,8 @@
 #include <utility>
 #include <vector>
 
+#include "model_flops.hpp"
+
 #if defined(TRM_HAVE_CBLAS)
 #include <cblas.h>
 #endif
@@ -143,58 +145,11 @@ void* pvalloc(size_t n) {
 namespace {
 
 using namespace trm;
+using namespace trm_bench;
 
 int g_threads = 2;
 
-// ------------------------------------------------------------------------------------------------
-// Configurations
-// ------------------------------------------------------------------------------------------------
-struct SudokuMlp {
-  static constexpr int rows = 9, cols = 9, vocab = 11, hidden = 512, layers = 2;
-  using mixer = TokenMlpMixer;
-  using schedule = TrmRecursion<6, 3>;
-  using halting = BceHalting<16>;
-};
-struct ArcAtt {
-  static constexpr int rows = 30, cols = 30, vocab = 12, hidden = 512, layers = 2;
-  using mixer = AttentionMixer<8>;
-  using schedule = TrmRecursion<4, 3>;
-  using halting = BceHalting<16>;
-};
-
-// ------------------------------------------------------------------------------------------------
-// Exact model GEMM flops (per sequence)
-// ------------------------------------------------------------------------------------------------
-template <class Cfg>
-struct Flops {
-  using traits = config_traits<Cfg>;
-  static constexpr double S = double(traits::total_len), D = double(traits::hidden), L = double(traits::seq_len),
-                          V = double(traits::vocab);
-  static double swiglu(double rows, double width) {
-    const double inter = double(swiglu_intermediate(index_t(width), traits::expansion));
-    return 2.0 * rows * width * 2.0 * inter + 2.0 * rows * inter * width;
-  }
-  // One forward net call (all layers) on one sequence.
-  static double net_call() {
-    double mixer;
-    if constexpr (is_attention_mixer_v<typename Cfg::mixer>) {
-      const double hd = D / Cfg::mixer::heads;
-      mixer = 2.0 * S * D * 3.0 * D                       // qkv projection
-              + 2.0 * 2.0 * Cfg::mixer::heads * S * S * hd  // q k^T and P v, all heads
-              + 2.0 * S * D * D;                          // output projection
-    } else {
-      mixer = swiglu(D, S);  // SwiGLU over the S positions of each of the D channels
-    }
-    return double(traits::layers) * (mixer + swiglu(S, D));
-  }
-  static double heads() { return 2.0 * L * D * V + 2.0 * D * 2.0; }
-  // The schedule's counts come from the model's schedule value (model.recursion()).
-  using schedule = typename Cfg::schedule;
-  static double train_call(const schedule& s) {
-    return s.net_calls_per_step() * net_call() + 2.0 * s.recorded_calls() * net_call() + 3.0 * heads();
-  }
-  static double inference(const schedule& s, int steps) { return steps * (s.net_calls_per_step() * net_call() + heads()); }
-};
+// Configurations (SudokuMlp, ArcAtt) and the exact GEMM flops (Flops<Cfg>): model_flops.hpp.
 
 // Wall-clock seconds, or with one thread (TRM_BENCH_THREADS=1) the calling thread's CPU time: all
 // work then runs on it, and CPU time is not inflated by other processes on a busy machine.
@@ -492,6 +447,12 @@ struct OpTimer {
 // trm::cpu with every op timed (same memory space, same kernels).
 struct timed_cpu : cpu {
   static constexpr const char* name = "timed_cpu";
+  // Batched GEMMs go through the timed gemm below, one by one (host_model_ops' loop).
+  template <class T>
+  static void gemm_batched(Trans ta, Trans tb, T alpha, CMatrixView<T> a, index_t sa, CMatrixView<T> b, index_t sb, T beta,
+                           MatrixView<T> c, index_t sc, index_t count) {
+    host_model_ops<timed_cpu>::gemm_batched(ta, tb, alpha, a, sa, b, sb, beta, c, sc, count);
+  }
   template <class T>
   static void gemm(Trans ta, Trans tb, T alpha, CMatrixView<T> a, CMatrixView<T> b, T beta, MatrixView<T> c) {
     const double k = double(ta == Trans::N ? a.extent(1) : a.extent(0));

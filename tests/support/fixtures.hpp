@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <trm/trm.hpp>
@@ -15,7 +16,12 @@
 
 namespace trm::test {
 
-inline const std::filesystem::path data_dir = TRM_TEST_DATA_DIR;
+// The fixtures' folder: compiled in, or $TRM_TEST_DATA_DIR (binaries built on one machine and run on
+// another, e.g. a GPU machine, by tools/gpu_check.sh).
+inline const std::filesystem::path data_dir = [] {
+  const char* env = std::getenv("TRM_TEST_DATA_DIR");
+  return std::filesystem::path(env && *env ? env : TRM_TEST_DATA_DIR);
+}();
 
 inline io::SafetensorsFile load_fixture(const std::string& file_name) {
   return io::SafetensorsFile::load(data_dir / file_name);
@@ -77,8 +83,9 @@ void restart_from_recorded_carry(TrainerT& trainer, const std::vector<float>& ca
   const std::size_t state = std::size_t(c.y.size());
   REQUIRE(std::size_t(c.z.size()) == state);
   REQUIRE(carry_y.size() >= std::size_t(k) * state);
-  std::copy_n(carry_y.begin() + std::ptrdiff_t((k - 1) * state), state, c.y.data());
-  std::copy_n(carry_z.begin() + std::ptrdiff_t((k - 1) * state), state, c.z.data());
+  // upload: the carry may live on a device.
+  upload(std::span<const float>(carry_y.data() + (k - 1) * state, state), c.y);
+  upload(std::span<const float>(carry_z.data() + (k - 1) * state, state), c.z);
 }
 
 // GEMMs and elementwise ops on one thread for the guard's lifetime (the fixtures were made with

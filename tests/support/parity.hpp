@@ -1,7 +1,8 @@
 #pragma once
 // The checks that tests/test_trm_parity.cpp and tests/test_hrm_parity.cpp share: one training
 // call against the fixture's call.* tensors, and the 20-call trajectory against traj.*.
-// Bounds: tests/support/tolerances.hpp.
+// Bounds: tests/support/tolerances.hpp. The trainer may run on any backend: its tensors are
+// downloaded to the host to be compared (a copy on the host backends).
 #include <doctest/doctest.h>
 
 #include <string>
@@ -16,18 +17,19 @@ namespace trm::test {
 template <class TrainerT>
 std::vector<float> q_column(TrainerT& trainer, index_t col) {
   std::vector<float> out;
-  for (index_t r = 0; r < trainer.q().extent(0); ++r) out.push_back(trainer.q()(r, col));
+  const auto q = download(trainer.q());
+  for (index_t r = 0; r < q.extent(0); ++r) out.push_back(q(r, col));
   return out;
 }
 
 // One call from the initial carry (update = false): outputs, carry, losses, flags.
 template <class TrainerT>
 void check_call_outputs(TrainerT& trainer, const io::SafetensorsFile& f, const StepMetrics& m) {
-  const double d_logits = rel_diff<float, float>(trainer.logits().span(), f.values<float>("call.logits"));
+  const double d_logits = rel_diff<float, float>(download(trainer.logits()).span(), f.values<float>("call.logits"));
   const double d_qh = rel_diff<float, float>(q_column(trainer, 0), f.values<float>("call.q_halt_logits"));
   const double d_qc = rel_diff<float, float>(q_column(trainer, 1), f.values<float>("call.q_continue_logits"));
-  const double d_y = rel_diff<float, float>(trainer.carry().y.span(), f.values<float>("call.y"));
-  const double d_z = rel_diff<float, float>(trainer.carry().z.span(), f.values<float>("call.z"));
+  const double d_y = rel_diff<float, float>(download(trainer.carry().y).span(), f.values<float>("call.y"));
+  const double d_z = rel_diff<float, float>(download(trainer.carry().z).span(), f.values<float>("call.z"));
   MESSAGE("logits " << d_logits << ", q_halt " << d_qh << ", q_continue " << d_qc << ", carry y " << d_y << ", carry z " << d_z);
   CHECK(d_logits < tol::outputs);
   CHECK(d_qh < tol::outputs);
@@ -52,12 +54,12 @@ std::vector<std::string> check_gradients(ModelT& model, TrainerT& trainer, const
   std::vector<std::string> names;
   model.for_each_parameter([&](const std::string& name, auto& p) {
     INFO(name);
-    const double gd = rel_diff<float, float>(p.grad.span(), f.values<float>("grad." + name));
+    const double gd = rel_diff<float, float>(download(p.grad).span(), f.values<float>("grad." + name));
     MESSAGE(name << " gradient relative difference " << gd);
     CHECK(gd < tol::gradients);
     names.push_back(name);
   });
-  CHECK(rel_diff<float, float>(trainer.puzzle_row_grad().span(), f.values<float>("grad.puzzle_emb.rows")) < tol::gradients);
+  CHECK(rel_diff<float, float>(download(trainer.puzzle_row_grad()).span(), f.values<float>("grad.puzzle_emb.rows")) < tol::gradients);
   return names;
 }
 
@@ -122,13 +124,13 @@ void check_final_state(ModelT& model, TrainerT& trainer, const io::SafetensorsFi
     CHECK(double(d.moved) <= tol::max_moved_fraction * double(d.size));
   };
   model.for_each_parameter([&](const std::string& name, auto& p) {
-    const auto w = moved_diff<float, float>(p.value.span(), f.values<float>("traj.final." + name), moved);
+    const auto w = moved_diff<float, float>(download(p.value).span(), f.values<float>("traj.final." + name), moved);
     check(name + " final", w, lr, "lr", cap);
-    const auto e = moved_diff<float, float>(trainer.ema().shadow.at(name).span(), f.values<float>("traj.ema." + name), ema_moved);
+    const auto e = moved_diff<float, float>(download(trainer.ema().shadow.at(name)).span(), f.values<float>("traj.ema." + name), ema_moved);
     check(name + " EMA", e, lr, "lr", ema_cap);
   });
   check("puzzle table final",
-        moved_diff<float, float>(model.puzzle_emb.value.span(), f.values<float>("traj.final.puzzle_emb.weights"),
+        moved_diff<float, float>(download(model.puzzle_emb.value).span(), f.values<float>("traj.final.puzzle_emb.weights"),
                                  MoveThreshold{tol::moved_lr * lr_e, tol::moved_ulps}),
         lr_e, "lr_e", table_cap);
 }

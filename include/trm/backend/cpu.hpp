@@ -21,6 +21,7 @@
 #if defined(__AVX__)
 #include <immintrin.h>
 #endif
+#include "model_ops.hpp"
 #include "ops.hpp"
 
 #if defined(TRM_HAVE_CBLAS)
@@ -102,7 +103,8 @@ inline std::mutex& cpu_thread_count_mutex() {
 }
 }  // namespace detail
 
-struct cpu {
+// The model-level ops (model_ops.hpp) come from host_model_ops, shared with trm::reference.
+struct cpu : host_model_ops<cpu> {
   using memory_space = host_space;
   static constexpr const char* name = "cpu";
 
@@ -490,24 +492,26 @@ struct cpu {
 
   template <class T>
   static void rope(MatrixView<T> x, CMatrixView<T> cos, CMatrixView<T> sin, bool transpose) {
-    detail::check_same_shape("rope", "x", x, "cos", cos);
-    detail::check_same_shape("rope", "x", x, "sin", sin);
+    detail::check_rope_tables(x, cos, sin);
     const index_t d = x.extent(1), h = d / 2;
     if (d % 2 != 0) throw ShapeError("rope: head_dim must be even, found " + std::to_string(d));
+    if (x.empty()) return;
     auto X = detail::emap(x);
     auto C = detail::emap(cos);
     auto S = detail::emap(sin);
+    const index_t n = cos.extent(0);
     for_rows(x.extent(0), d, [&](index_t r0, index_t nr) {
       Eigen::Array<T, 1, Eigen::Dynamic> a(h), b(h);
       for (index_t r = r0; r < r0 + nr; ++r) {
+        const index_t p = r % n;
         a = X.row(r).head(h).array();
         b = X.row(r).tail(h).array();
         if (!transpose) {
-          X.row(r).head(h).array() = a * C.row(r).head(h).array() - b * S.row(r).head(h).array();
-          X.row(r).tail(h).array() = b * C.row(r).tail(h).array() + a * S.row(r).tail(h).array();
+          X.row(r).head(h).array() = a * C.row(p).head(h).array() - b * S.row(p).head(h).array();
+          X.row(r).tail(h).array() = b * C.row(p).tail(h).array() + a * S.row(p).tail(h).array();
         } else {
-          X.row(r).head(h).array() = a * C.row(r).head(h).array() + b * S.row(r).tail(h).array();
-          X.row(r).tail(h).array() = b * C.row(r).tail(h).array() - a * S.row(r).head(h).array();
+          X.row(r).head(h).array() = a * C.row(p).head(h).array() + b * S.row(p).tail(h).array();
+          X.row(r).tail(h).array() = b * C.row(p).tail(h).array() - a * S.row(p).head(h).array();
         }
       }
     });

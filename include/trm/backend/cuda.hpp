@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "../core/tensor.hpp"
+#include "model_ops.hpp"
 #include "ops.hpp"
 
 namespace trm {
@@ -324,14 +325,14 @@ template <class T>
 __global__ void rope_k(Mat<T> x, Mat<const T> c, Mat<const T> s, bool transpose) {
   const index_t h = x.cols / 2;
   TRM_GRID_STRIDE(e, x.rows * h) {
-    index_t r = e / h, i = e % h;
+    index_t r = e / h, i = e % h, p = r % c.rows;  // k sequences stacked: position r mod seq
     T a = x(r, i), b = x(r, i + h);
     if (!transpose) {
-      x(r, i) = a * c(r, i) - b * s(r, i);
-      x(r, i + h) = b * c(r, i + h) + a * s(r, i + h);
+      x(r, i) = a * c(p, i) - b * s(p, i);
+      x(r, i + h) = b * c(p, i + h) + a * s(p, i + h);
     } else {
-      x(r, i) = a * c(r, i) + b * s(r, i + h);
-      x(r, i + h) = b * c(r, i + h) - a * s(r, i);
+      x(r, i) = a * c(p, i) + b * s(p, i + h);
+      x(r, i + h) = b * c(p, i + h) - a * s(p, i);
     }
   }
 }
@@ -433,6 +434,217 @@ __global__ void dot_k(Mat<const T> a, Mat<const T> b, double* partial) {
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
 
+// ---- model-level ops (backend/model_ops.hpp) ------------------------------------------------
+// flag = the smallest flat index e = r * cols + c whose id is outside [0, limit) (flag starts at INT_MAX).
+template <class I>
+__global__ void check_id_matrix_k(Mat<const I> ids, index_t limit, int* flag) {
+  TRM_GRID_STRIDE(e, ids.rows * ids.cols) {
+    I id = ids(e / ids.cols, e % ids.cols);
+    if (id < 0 || static_cast<index_t>(id) >= limit) atomicMin(flag, static_cast<int>(e));
+  }
+}
+template <class T>
+__global__ void gather_rows3_k(Mat<const T> table, Mat<const std::int32_t> ids, T scale, Ten3<T> out) {
+  const index_t per_b = out.d1 * out.d2;
+  TRM_GRID_STRIDE(e, out.d0 * per_b) {
+    index_t b = e / per_b, r = e % per_b, t = r / out.d2, j = r % out.d2;
+    out(b, t, j) = scale * table(ids(b, t), j);
+  }
+}
+// Pass 1 of the deterministic scatter: block c sums, in position order, the rows of positions
+// [c * chunk, (c + 1) * chunk) per id into shared memory (vocab x width values), then writes them
+// to partial[c]. Pass 2 adds the chunks in order. No atomics: the same bits every run.
+template <class T>
+__global__ void scatter3_partial_k(Ten3<const T> dout, Mat<const std::int32_t> ids, index_t vocab, index_t chunk, T* partial) {
+  extern __shared__ unsigned char smem_raw[];
+  T* acc = reinterpret_cast<T*>(smem_raw);
+  const index_t width = dout.d2, positions = dout.d0 * dout.d1;
+  for (index_t i = threadIdx.x; i < vocab * width; i += blockDim.x) acc[i] = T(0);
+  __syncthreads();
+  const index_t p0 = static_cast<index_t>(blockIdx.x) * chunk, p1 = p0 + chunk < positions ? p0 + chunk : positions;
+  for (index_t p = p0; p < p1; ++p) {
+    const index_t b = p / dout.d1, t = p % dout.d1;
+    const index_t id = ids(b, t);
+    for (index_t j = threadIdx.x; j < width; j += blockDim.x) acc[id * width + j] += dout(b, t, j);
+  }
+  __syncthreads();
+  T* out = partial + static_cast<index_t>(blockIdx.x) * vocab * width;
+  for (index_t i = threadIdx.x; i < vocab * width; i += blockDim.x) out[i] = acc[i];
+}
+template <class T>
+__global__ void scatter3_reduce_k(const T* partial, index_t chunks, T scale, Mat<T> dtable) {
+  const index_t n = dtable.rows * dtable.cols;
+  TRM_GRID_STRIDE(e, n) {
+    T sum = 0;
+    for (index_t c = 0; c < chunks; ++c) sum += partial[c * n + e];
+    dtable(e / dtable.cols, e % dtable.cols) += scale * sum;
+  }
+}
+template <class T>
+__global__ void scatter_add_rows3_atomic_k(Ten3<const T> dout, Mat<const std::int32_t> ids, T scale, Mat<T> dtable) {
+  const index_t per_b = dout.d1 * dout.d2;
+  TRM_GRID_STRIDE(e, dout.d0 * per_b) {
+    index_t b = e / per_b, r = e % per_b, t = r / dout.d2, j = r % dout.d2;
+    atomicAdd(&dtable(ids(b, t), j), scale * dout(b, t, j));
+  }
+}
+template <class T>
+__global__ void broadcast_rows_k(Mat<const T> row, Mat<T> out) {
+  TRM_GRID_STRIDE(e, out.rows * out.cols) { out(e / out.cols, e % out.cols) = row(0, e % out.cols); }
+}
+// One thread per position; the first index of the largest value (a NaN is never larger), as the
+// host loop.
+template <class T>
+__device__ index_t argmax_at(const Ten3<const T>& x, index_t b, index_t t) {
+  index_t best = 0;
+  for (index_t k = 1; k < x.d2; ++k)
+    if (x(b, t, k) > x(b, t, best)) best = k;
+  return best;
+}
+template <class T>
+__global__ void argmax_rows_k(Ten3<const T> logits, Mat<std::int32_t> out) {
+  TRM_GRID_STRIDE(e, logits.d0 * logits.d1) {
+    index_t b = e / logits.d1, t = e % logits.d1;
+    out(b, t) = static_cast<std::int32_t>(argmax_at(logits, b, t));
+  }
+}
+// Token loss, pass 1: per row, the supervised count; the smallest flat index of a label outside
+// [0, V) that is not the ignore label goes to *bad (starts at INT_MAX).
+__global__ void token_count_k(Mat<const std::int32_t> labels, index_t vocab, std::int32_t* count, int* bad) {
+  for (index_t r = blockIdx.x; r < labels.rows; r += gridDim.x) {
+    int n = 0;
+    for (index_t t = threadIdx.x; t < labels.cols; t += blockDim.x) {
+      const std::int32_t y = labels(r, t);
+      if (y != -100) {
+        ++n;
+        if (y < 0 || y >= vocab) atomicMin(bad, static_cast<int>(r * labels.cols + t));
+      }
+    }
+    n = block_reduce(n, Sum<int>{});
+    if (threadIdx.x == 0) count[r] = n;
+  }
+}
+// Pass 2: one thread per position: its loss term (double, as the host), whether its argmax is the
+// label, and its logits' gradient grad_scale * d/dl / max(count, 1) (zero for ignored positions).
+template <class T>
+__global__ void token_terms_k(int stablemax, Ten3<const T> logits, Mat<const std::int32_t> labels, const std::int32_t* count,
+                              Ten3<T> dlogits, bool want_grad, double grad_scale, double* term, std::int32_t* correct) {
+  const index_t L = logits.d1, V = logits.d2;
+  TRM_GRID_STRIDE(e, logits.d0 * L) {
+    const index_t r = e / L, t = e % L;
+    const std::int32_t y = labels(r, t);
+    term[e] = 0;
+    correct[e] = 1;
+    if (y == -100 || y < 0 || y >= V) {
+      if (want_grad)
+        for (index_t k = 0; k < V; ++k) dlogits(r, t, k) = T(0);
+      continue;
+    }
+    const double div = count[r] > 1 ? double(count[r]) : 1.0;
+    correct[e] = argmax_at(logits, r, t) == y;
+    double sum = 0;
+    if (stablemax) {
+      double sy = 0;
+      for (index_t k = 0; k < V; ++k) {
+        const double v = double(logits(r, t, k));
+        const double sk = v >= 0 ? v + 1.0 : 1.0 / (1.0 - v + 1e-30);
+        sum += sk;
+        if (k == y) sy = sk;
+      }
+      term[e] = -log(sy / sum);
+      if (want_grad)
+        for (index_t k = 0; k < V; ++k) {
+          const double v = double(logits(r, t, k));
+          const double sk = v >= 0 ? v + 1.0 : 1.0 / (1.0 - v + 1e-30);
+          const double dk = v >= 0 ? 1.0 : sk * sk;
+          const double gk = dk / sum - (k == y ? dk / sk : 0.0);
+          dlogits(r, t, k) = T(grad_scale * gk / div);
+        }
+    } else {
+      double mx = -INFINITY;
+      for (index_t k = 0; k < V; ++k) mx = fmax(mx, double(logits(r, t, k)));
+      for (index_t k = 0; k < V; ++k) sum += exp(double(logits(r, t, k)) - mx);
+      term[e] = -(double(logits(r, t, y)) - mx - log(sum));
+      if (want_grad)
+        for (index_t k = 0; k < V; ++k)
+          dlogits(r, t, k) = T(grad_scale * (exp(double(logits(r, t, k)) - mx) / sum - (k == y ? 1.0 : 0.0)) / div);
+    }
+  }
+}
+// Pass 3: one thread per row sums its terms and correct flags in position order (as the host).
+struct TokenRow {
+  double loss;         // sum of the row's terms / max(count, 1)
+  std::int32_t count;  // supervised positions
+  std::int32_t correct;
+};
+__global__ void token_rows_k(index_t rows, index_t L, const double* term, const std::int32_t* correct, const std::int32_t* count,
+                             TokenRow* out) {
+  TRM_GRID_STRIDE(r, rows) {
+    double loss = 0;
+    std::int32_t ok = 0;
+    for (index_t t = 0; t < L; ++t) {
+      loss += term[r * L + t];
+      ok += correct[r * L + t];
+    }
+    const double div = count[r] > 1 ? double(count[r]) : 1.0;
+    // Ignored positions counted as correct above; the row's correct tokens are the supervised ones.
+    out[r] = TokenRow{loss / div, count[r], static_cast<std::int32_t>(ok - (L - count[r]))};
+  }
+}
+template <class T>
+__global__ void adam_atan2_k(index_t n, T* p, const T* g, T* m, T* v, AdamAtan2Step<T> k) {
+  TRM_GRID_STRIDE(i, n) {
+    T pi = p[i] * k.decay;
+    const T gi = g[i];
+    const T mi = m[i] + k.a1 * (gi - m[i]);
+    const T vi = v[i] + k.a2 * (gi * gi - v[i]);
+    m[i] = mi;
+    v[i] = vi;
+    if constexpr (std::is_same_v<T, float>)
+      pi -= k.step * detail::atan2_nonneg_x(mi, sqrtf(vi) / k.inv_sqrt_bc2);
+    else
+      pi -= k.step * atan2(mi, sqrt(vi) / k.inv_sqrt_bc2);
+    p[i] = pi;
+  }
+}
+template <class T>
+__global__ void adamw_k(index_t n, T* p, const T* g, T* m, T* v, AdamWStep<T> k) {
+  TRM_GRID_STRIDE(i, n) {
+    const T pi = p[i] * k.decay;
+    const T gi = g[i];
+    const T mi = k.b1 * m[i] + (T(1) - k.b1) * gi;
+    const T vi = k.b2 * v[i] + (T(1) - k.b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = pi - k.step * mi / (sqrt(vi) / k.sqrt_bc2 + k.eps);
+  }
+}
+template <class T>
+__global__ void axpby_k(index_t n, T a, const T* x, T b, T* y) {
+  TRM_GRID_STRIDE(i, n) { y[i] = a * x[i] + b * y[i]; }
+}
+// One thread per (segment, column): the segment's rows summed in their order, then the update.
+template <class T>
+__global__ void sign_sgd_rows_k(Mat<T> table, Mat<const T> row_grads, Vec<const std::int32_t> seg_ids,
+                                Vec<const std::int32_t> offsets, Vec<const std::int32_t> rows, T decay, T lr) {
+  const index_t d = table.cols;
+  TRM_GRID_STRIDE(e, seg_ids.n * d) {
+    const index_t u = e / d, j = e % d;
+    T g = 0;
+    for (std::int32_t i = offsets(u); i < offsets(u + 1); ++i) g += row_grads(rows(i), j);
+    const T sign = g > T(0) ? T(1) : (g < T(0) ? T(-1) : T(0));
+    T& w = table(seg_ids(u), j);
+    w = w * decay - lr * sign;
+  }
+}
+// *first = the smallest flat index of a NaN or infinity (starts at LLONG_MAX).
+template <class T>
+__global__ void first_non_finite_k(Mat<const T> x, unsigned long long* first) {
+  TRM_GRID_STRIDE(e, x.rows * x.cols) {
+    if (!isfinite(x(e / x.cols, e % x.cols))) atomicMin(first, static_cast<unsigned long long>(e));
+  }
+}
+
 #undef TRM_GRID_STRIDE
 
 }  // namespace detail::cuda_kernels
@@ -465,7 +677,21 @@ struct CudaScratch {
   static constexpr int dot_blocks = 256;
   int* flag = nullptr;
   double* partial = nullptr;
+  unsigned long long* index = nullptr;  // first_non_finite's result
   std::mutex mutex;
+  // A device buffer of at least `bytes`, grown (never shrunk) on demand: the model-level ops'
+  // scratch (token-loss terms, scatter partials), so that a training call allocates nothing after
+  // the first. Valid until the next call of workspace(); call with the mutex held.
+  void* workspace(std::size_t bytes) {
+    if (bytes > workspace_bytes_) {
+      void* p = nullptr;
+      TRM_CUDA_CHECK(cudaMalloc(&p, bytes));
+      if (workspace_) (void)cudaFree(workspace_);
+      workspace_ = p;
+      workspace_bytes_ = bytes;
+    }
+    return workspace_;
+  }
   static CudaScratch& get() {
     static CudaScratch s;
     return s;
@@ -477,11 +703,16 @@ struct CudaScratch {
   CudaScratch() {
     TRM_CUDA_CHECK(cudaMalloc(&flag, sizeof(int)));
     TRM_CUDA_CHECK(cudaMalloc(&partial, dot_blocks * sizeof(double)));
+    TRM_CUDA_CHECK(cudaMalloc(&index, sizeof(unsigned long long)));
   }
   ~CudaScratch() {
     (void)cudaFree(flag);
     (void)cudaFree(partial);
+    (void)cudaFree(index);
+    if (workspace_) (void)cudaFree(workspace_);
   }
+  void* workspace_ = nullptr;
+  std::size_t workspace_bytes_ = 0;
 };
 
 // Checks ids on the device: throws ValueError (the reference's message) for the first row whose id is
@@ -505,6 +736,36 @@ inline void cuda_check_ids(const char* op, CVectorView<std::int32_t, device_spac
   TRM_CUDA_CHECK(cudaMemcpy(&id, ids.data() + bad * ids.stride(0), sizeof(id), cudaMemcpyDeviceToHost));
   throw ValueError(std::string(op) + ": id " + std::to_string(id) + " at row " + std::to_string(bad) +
                    " is out of range [0, " + std::to_string(limit) + ")");
+}
+
+// The same for a matrix of ids [B, L] (the batch's tokens): the first bad one is named by [b, t].
+inline void cuda_check_id_matrix(const char* op, CMatrixView<std::int32_t, device_space> ids, index_t limit) {
+  using namespace cuda_kernels;
+  const index_t n = ids.size();
+  if (n == 0) return;
+  if (n >= INT_MAX)
+    throw ShapeError(std::string(op) + ": at most " + std::to_string(INT_MAX - 1) + " ids, found " + std::to_string(n));
+  auto& scratch = CudaScratch::get();
+  std::lock_guard<std::mutex> lock(scratch.mutex);
+  const int init = INT_MAX;
+  TRM_CUDA_CHECK(cudaMemcpy(scratch.flag, &init, sizeof(int), cudaMemcpyHostToDevice));
+  check_id_matrix_k<std::int32_t><<<grid_for(n), kThreads>>>(mat(ids), limit, scratch.flag);
+  TRM_CUDA_CHECK_LAUNCH("check_id_matrix_k");
+  int bad = INT_MAX;
+  TRM_CUDA_CHECK(cudaMemcpy(&bad, scratch.flag, sizeof(int), cudaMemcpyDeviceToHost));
+  if (bad == INT_MAX) return;
+  const index_t b = bad / ids.extent(1), t = bad % ids.extent(1);
+  std::int32_t id = 0;
+  TRM_CUDA_CHECK(cudaMemcpy(&id, ids.data() + b * ids.stride(0) + t * ids.stride(1), sizeof(id), cudaMemcpyDeviceToHost));
+  throw ValueError(std::string(op) + ": id " + std::to_string(id) + " at [" + std::to_string(b) + ", " + std::to_string(t) +
+                   "] is out of range [0, " + std::to_string(limit) + ")");
+}
+
+template <class T>
+void cuda_check_flat(const char* op, const char* name, const MatrixView<const T, device_space>& a, index_t n) {
+  if (!a.is_contiguous() || a.size() != n)
+    throw ShapeError(std::string(op) + ": " + name + " must be contiguous with " + std::to_string(n) + " elements, found shape " +
+                     format_shape(a.shape()));
 }
 
 // gemm operands: unit column stride (checked by check_gemm), rows that do not overlap, int sizes.
@@ -549,6 +810,57 @@ struct cuda {
   // view's row stride as its leading dimension.
   template <class T>
   static void gemm(Trans ta, Trans tb, T alpha, CM<T> a, CM<T> b, T beta, M<T> c) {
+    gemm_with<T>(CUBLAS_COMPUTE_32F, ta, tb, alpha, a, b, beta, c);
+  }
+  // count GEMMs in one cuBLAS call (strided batched): X_i = X's view shifted by i * stride_x.
+  template <class T>
+  static void gemm_batched(Trans ta, Trans tb, T alpha, CM<T> a, index_t stride_a, CM<T> b, index_t stride_b, T beta, M<T> c,
+                           index_t stride_c, index_t count) {
+    gemm_batched_with<T>(CUBLAS_COMPUTE_32F, ta, tb, alpha, a, stride_a, b, stride_b, beta, c, stride_c, count);
+  }
+
+ protected:
+  template <class T>
+  static void gemm_batched_with(cublasComputeType_t compute, Trans ta, Trans tb, T alpha, CM<T> a, index_t stride_a, CM<T> b,
+                                index_t stride_b, T beta, M<T> c, index_t stride_c, index_t count) {
+    static_assert(Scalar<T>, "cuda::gemm_batched: float or double");
+    detail::check_gemm(ta, tb, a, b, c);
+    if (count < 0 || count > INT_MAX) throw ShapeError("cuda gemm_batched: expected 0 <= count < 2^31, found " + std::to_string(count));
+    const int lda = detail::cublas_ld("A", a), ldb = detail::cublas_ld("B", b), ldc = detail::cublas_ld("C", c);
+    const index_t m = c.extent(0), n = c.extent(1);
+    const index_t k = ta == Trans::N ? a.extent(1) : a.extent(0);
+    if (m == 0 || n == 0 || count == 0) return;
+    if (k == 0) {
+      for (index_t i = 0; i < count; ++i) {
+        M<T> ci(c.data() + i * stride_c, c.extents(), c.strides());
+        if (beta == T(0))
+          fill(ci, T(0));
+        else
+          scale(ci, beta);
+      }
+      return;
+    }
+    const cublasOperation_t opa = ta == Trans::N ? CUBLAS_OP_N : CUBLAS_OP_T;
+    const cublasOperation_t opb = tb == Trans::N ? CUBLAS_OP_N : CUBLAS_OP_T;
+    cublasHandle_t h = detail::CublasHandle::get();
+    if constexpr (std::is_same_v<T, float>) {
+      if (compute == CUBLAS_COMPUTE_32F)
+        TRM_CUBLAS_CHECK(cublasSgemmStridedBatched(h, opb, opa, int(n), int(m), int(k), &alpha, b.data(), ldb, stride_b, a.data(),
+                                                   lda, stride_a, &beta, c.data(), ldc, stride_c, int(count)));
+      else
+        TRM_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, opb, opa, int(n), int(m), int(k), &alpha, b.data(), CUDA_R_32F, ldb,
+                                                    stride_b, a.data(), CUDA_R_32F, lda, stride_a, &beta, c.data(), CUDA_R_32F,
+                                                    ldc, stride_c, int(count), compute, CUBLAS_GEMM_DEFAULT));
+    } else {
+      TRM_CUBLAS_CHECK(cublasDgemmStridedBatched(h, opb, opa, int(n), int(m), int(k), &alpha, b.data(), ldb, stride_b, a.data(),
+                                                 lda, stride_a, &beta, c.data(), ldc, stride_c, int(count)));
+    }
+  }
+
+  // float GEMMs with cuBLAS's compute type `compute` (CUBLAS_COMPUTE_32F: full fp32, what trm::cuda
+  // uses; the FAST_16BF / FAST_TF32 types of cuda_bf16 / cuda_tf32: tensor cores, fp32 accumulation).
+  template <class T>
+  static void gemm_with(cublasComputeType_t compute, Trans ta, Trans tb, T alpha, CM<T> a, CM<T> b, T beta, M<T> c) {
     static_assert(Scalar<T>, "cuda::gemm: float or double");
     detail::check_gemm(ta, tb, a, b, c);
     const int lda = detail::cublas_ld("A", a), ldb = detail::cublas_ld("B", b), ldc = detail::cublas_ld("C", c);
@@ -565,14 +877,20 @@ struct cuda {
     const cublasOperation_t opa = ta == Trans::N ? CUBLAS_OP_N : CUBLAS_OP_T;
     const cublasOperation_t opb = tb == Trans::N ? CUBLAS_OP_N : CUBLAS_OP_T;
     cublasHandle_t h = detail::CublasHandle::get();
-    if constexpr (std::is_same_v<T, float>)
-      TRM_CUBLAS_CHECK(cublasSgemm(h, opb, opa, int(n), int(m), int(k), &alpha, b.data(), ldb, a.data(), lda, &beta,
-                                   c.data(), ldc));
-    else
+    if constexpr (std::is_same_v<T, float>) {
+      if (compute == CUBLAS_COMPUTE_32F)
+        TRM_CUBLAS_CHECK(cublasSgemm(h, opb, opa, int(n), int(m), int(k), &alpha, b.data(), ldb, a.data(), lda, &beta,
+                                     c.data(), ldc));
+      else
+        TRM_CUBLAS_CHECK(cublasGemmEx(h, opb, opa, int(n), int(m), int(k), &alpha, b.data(), CUDA_R_32F, ldb, a.data(),
+                                      CUDA_R_32F, lda, &beta, c.data(), CUDA_R_32F, ldc, compute, CUBLAS_GEMM_DEFAULT));
+    } else {
       TRM_CUBLAS_CHECK(cublasDgemm(h, opb, opa, int(n), int(m), int(k), &alpha, b.data(), ldb, a.data(), lda, &beta,
                                    c.data(), ldc));
+    }
   }
 
+ public:
   template <class T>
   static void copy(CM<T> x, M<T> y) {
     using namespace detail::cuda_kernels;
@@ -703,8 +1021,7 @@ struct cuda {
   template <class T>
   static void rope(M<T> x, CM<T> cos, CM<T> sin, bool transpose) {
     using namespace detail::cuda_kernels;
-    detail::check_same_shape("rope", "x", x, "cos", cos);
-    detail::check_same_shape("rope", "x", x, "sin", sin);
+    detail::check_rope_tables(x, cos, sin);
     const index_t d = x.extent(1);
     if (d % 2 != 0) throw ShapeError("rope: head_dim must be even, found " + std::to_string(d));
     if (x.empty()) return;
@@ -771,8 +1088,243 @@ struct cuda {
     for (double p : partial) acc += p;
     return acc;
   }
+
+  // ---- model-level ops (contracts in backend/model_ops.hpp) --------------------------------
+  // out[b,t,:] = scale * table[ids[b,t],:]. ids are checked first (ValueError naming [b, t]; out
+  // unchanged). Waits for the GPU (the check's flag).
+  template <class T>
+  static void gather_rows3(CM<T> table, CMatrixView<std::int32_t, device_space> ids, T scale, Tensor3View<T, device_space> out) {
+    using namespace detail::cuda_kernels;
+    detail::check_ids3("gather_rows3", ids.extent(0), ids.extent(1), out.extent(0), out.extent(1));
+    if (out.extent(2) != table.extent(1))
+      throw ShapeError("gather_rows3: expected out of width " + std::to_string(table.extent(1)) + ", found shape " +
+                       format_shape(out.shape()));
+    detail::cuda_check_id_matrix("gather_rows3", ids, table.extent(0));
+    if (out.empty()) return;
+    gather_rows3_k<T><<<grid_for(out.size()), kThreads>>>(mat(table), mat(ids), scale, ten3(out));
+    TRM_CUDA_CHECK_LAUNCH("gather_rows3_k");
+  }
+
+  // dtable[ids[b,t],:] += scale * dout[b,t,:]. Deterministic when the table fits in shared memory
+  // (rows x width x sizeof(T) <= 40 KiB: the token table of every TRM task): chunks of positions
+  // are summed per id in position order, then the chunks in order, then scaled and added (the
+  // rounding differs from the host's row-by-row adds, not from run to run). A bigger table falls
+  // back to atomicAdd (order, hence rounding, may vary run to run).
+  template <class T>
+  static void scatter_add_rows3(Tensor3View<const T, device_space> dout, CMatrixView<std::int32_t, device_space> ids, T scale,
+                                M<T> dtable) {
+    using namespace detail::cuda_kernels;
+    detail::check_ids3("scatter_add_rows3", ids.extent(0), ids.extent(1), dout.extent(0), dout.extent(1));
+    if (dout.extent(2) != dtable.extent(1))
+      throw ShapeError("scatter_add_rows3: expected dout of width " + std::to_string(dtable.extent(1)) + ", found shape " +
+                       format_shape(dout.shape()));
+    detail::cuda_check_id_matrix("scatter_add_rows3", ids, dtable.extent(0));
+    if (dout.empty()) return;
+    const std::size_t shared = std::size_t(dtable.size()) * sizeof(T);
+    if (shared > 40 * 1024 || !dtable.is_contiguous()) {
+      scatter_add_rows3_atomic_k<T><<<grid_for(dout.size()), kThreads>>>(ten3(dout), mat(ids), scale, mat(dtable));
+      TRM_CUDA_CHECK_LAUNCH("scatter_add_rows3_atomic_k");
+      return;
+    }
+    const index_t positions = dout.extent(0) * dout.extent(1);
+    const index_t chunks = std::min<index_t>(positions, 256), chunk = (positions + chunks - 1) / chunks;
+    auto& scratch = detail::CudaScratch::get();
+    std::lock_guard<std::mutex> lock(scratch.mutex);
+    T* partial = static_cast<T*>(scratch.workspace(std::size_t(chunks) * shared));
+    scatter3_partial_k<T><<<unsigned(chunks), kThreads, shared>>>(ten3(dout), mat(ids), dtable.extent(0), chunk, partial);
+    TRM_CUDA_CHECK_LAUNCH("scatter3_partial_k");
+    scatter3_reduce_k<T><<<grid_for(dtable.size()), kThreads>>>(partial, chunks, scale, mat(dtable));
+    TRM_CUDA_CHECK_LAUNCH("scatter3_reduce_k");
+  }
+
+  template <class T>
+  static void broadcast_rows(CM<T> row, M<T> out) {
+    using namespace detail::cuda_kernels;
+    if (row.extent(0) != 1 || row.extent(1) != out.extent(1))
+      throw ShapeError("broadcast_rows: expected one row of width " + std::to_string(out.extent(1)) + ", found " +
+                       format_shape(row.shape()));
+    if (out.empty()) return;
+    broadcast_rows_k<T><<<grid_for(out.size()), kThreads>>>(mat(row), mat(out));
+    TRM_CUDA_CHECK_LAUNCH("broadcast_rows_k");
+  }
+
+  template <class T>
+  static void argmax_rows(Tensor3View<const T, device_space> logits, MatrixView<std::int32_t, device_space> out) {
+    using namespace detail::cuda_kernels;
+    detail::check_ids3("argmax_rows", out.extent(0), out.extent(1), logits.extent(0), logits.extent(1));
+    if (out.empty()) return;
+    argmax_rows_k<T><<<grid_for(out.size()), kThreads>>>(ten3(logits), mat(out));
+    TRM_CUDA_CHECK_LAUNCH("argmax_rows_k");
+  }
+
+  // Three kernels (per-row counts and the label check; per-position terms and gradients; per-row
+  // sums in position order) and one copy of [B] row results to the host, which returns them as
+  // the host op does. Waits for the GPU.
+  template <class T>
+  static TokenLossResult token_loss(LossType type, Tensor3View<const T, device_space> logits,
+                                    CMatrixView<std::int32_t, device_space> labels, Tensor3View<T, device_space> dlogits,
+                                    double grad_scale) {
+    using namespace detail::cuda_kernels;
+    const index_t b = logits.extent(0), l = logits.extent(1), v = logits.extent(2);
+    check_shape("token_loss: labels", std::vector<index_t>{b, l}, labels.shape());
+    const bool want_grad = dlogits.data() != nullptr;
+    if (want_grad) check_shape("token_loss: dlogits", std::vector<index_t>{b, l, v}, dlogits.shape());
+    TokenLossResult res;
+    res.count.assign(b, 0);
+    res.seq_correct.assign(b, 1);
+    res.accuracy.assign(b, 0.0);
+    if (b == 0 || l == 0) return res;
+    if (b * l >= INT_MAX) throw ShapeError("token_loss: at most 2^31 - 2 positions on trm::cuda, found " + std::to_string(b * l));
+    auto& scratch = detail::CudaScratch::get();
+    std::lock_guard<std::mutex> lock(scratch.mutex);
+    // Workspace layout: terms (double) [B*L], rows (TokenRow) [B], count [B], correct [B*L].
+    const std::size_t n = std::size_t(b * l);
+    const std::size_t off_rows = n * sizeof(double), off_count = off_rows + std::size_t(b) * sizeof(TokenRow),
+                      off_correct = off_count + std::size_t(b) * sizeof(std::int32_t),
+                      bytes = off_correct + n * sizeof(std::int32_t);
+    auto* base = static_cast<unsigned char*>(scratch.workspace(bytes));
+    auto* term = reinterpret_cast<double*>(base);
+    auto* rows_out = reinterpret_cast<TokenRow*>(base + off_rows);
+    auto* count = reinterpret_cast<std::int32_t*>(base + off_count);
+    auto* correct = reinterpret_cast<std::int32_t*>(base + off_correct);
+    const int init = INT_MAX;
+    TRM_CUDA_CHECK(cudaMemcpy(scratch.flag, &init, sizeof(int), cudaMemcpyHostToDevice));
+    token_count_k<<<blocks_for_rows(b), reduce_threads(l)>>>(mat(labels), v, count, scratch.flag);
+    TRM_CUDA_CHECK_LAUNCH("token_count_k");
+    token_terms_k<T><<<grid_for(b * l), kThreads>>>(type == LossType::stablemax_cross_entropy, ten3(logits), mat(labels), count,
+                                                    ten3(dlogits), want_grad, grad_scale, term, correct);
+    TRM_CUDA_CHECK_LAUNCH("token_terms_k");
+    token_rows_k<<<grid_for(b), kThreads>>>(b, l, term, correct, count, rows_out);
+    TRM_CUDA_CHECK_LAUNCH("token_rows_k");
+    int bad = INT_MAX;
+    TRM_CUDA_CHECK(cudaMemcpy(&bad, scratch.flag, sizeof(int), cudaMemcpyDeviceToHost));
+    if (bad != INT_MAX) {
+      const index_t r = bad / l, t = bad % l;
+      std::int32_t y = 0;
+      TRM_CUDA_CHECK(cudaMemcpy(&y, labels.data() + r * labels.stride(0) + t * labels.stride(1), sizeof(y), cudaMemcpyDeviceToHost));
+      throw ValueError("token_loss: label " + std::to_string(y) + " at [" + std::to_string(r) + ", " + std::to_string(t) +
+                       "] is outside [0, " + std::to_string(v) + ") and is not the ignore label -100");
+    }
+    std::vector<TokenRow> rows_h(static_cast<std::size_t>(b));
+    TRM_CUDA_CHECK(cudaMemcpy(rows_h.data(), rows_out, rows_h.size() * sizeof(TokenRow), cudaMemcpyDeviceToHost));
+    for (index_t r = 0; r < b; ++r) {
+      const auto& row = rows_h[std::size_t(r)];
+      const double div = std::max(row.count, 1);
+      res.loss += row.loss;
+      res.count[r] = row.count;
+      res.seq_correct[r] = row.correct == row.count;
+      res.accuracy[r] = row.correct / div;
+    }
+    return res;
+  }
+
+  template <class T>
+  static void adam_atan2_update(M<T> p, CM<T> g, M<T> m, M<T> v, AdamAtan2Step<T> k) {
+    using namespace detail::cuda_kernels;
+    const index_t n = p.size();
+    check_flat<T>("adam_atan2_update", p, g, m, v);
+    if (n == 0) return;
+    adam_atan2_k<T><<<grid_for(n), kThreads>>>(n, p.data(), g.data(), m.data(), v.data(), k);
+    TRM_CUDA_CHECK_LAUNCH("adam_atan2_k");
+  }
+  template <class T>
+  static void adamw_update(M<T> p, CM<T> g, M<T> m, M<T> v, AdamWStep<T> k) {
+    using namespace detail::cuda_kernels;
+    const index_t n = p.size();
+    check_flat<T>("adamw_update", p, g, m, v);
+    if (n == 0) return;
+    adamw_k<T><<<grid_for(n), kThreads>>>(n, p.data(), g.data(), m.data(), v.data(), k);
+    TRM_CUDA_CHECK_LAUNCH("adamw_k");
+  }
+  template <class T>
+  static void axpby(T a, CM<T> x, T b, M<T> y) {
+    using namespace detail::cuda_kernels;
+    detail::check_same_shape("axpby", "y", y, "x", x);
+    if (!x.is_contiguous() || !y.is_contiguous()) throw ShapeError("axpby: expected contiguous x and y");
+    if (y.empty()) return;
+    axpby_k<T><<<grid_for(y.size()), kThreads>>>(y.size(), a, x.data(), b, y.data());
+    TRM_CUDA_CHECK_LAUNCH("axpby_k");
+  }
+  // Segment ids are checked first (ValueError; the table unchanged). Waits for the GPU.
+  template <class T>
+  static void sign_sgd_rows(M<T> table, CM<T> row_grads, CVectorView<std::int32_t, device_space> seg_ids,
+                            CVectorView<std::int32_t, device_space> offsets, CVectorView<std::int32_t, device_space> rows, T decay,
+                            T lr) {
+    using namespace detail::cuda_kernels;
+    if (row_grads.extent(1) != table.extent(1))
+      throw ShapeError("sign_sgd_rows: expected row gradients of width " + std::to_string(table.extent(1)) + ", found " +
+                       format_shape(row_grads.shape()));
+    detail::check_vector_size("sign_sgd_rows", "offsets", offsets, seg_ids.extent(0) + 1);
+    detail::cuda_check_ids("SignSgd", seg_ids, table.extent(0));
+    if (seg_ids.extent(0) == 0 || table.extent(1) == 0) return;
+    sign_sgd_rows_k<T><<<grid_for(seg_ids.extent(0) * table.extent(1)), kThreads>>>(mat(table), mat(row_grads), vec(seg_ids),
+                                                                                    vec(offsets), vec(rows), decay, lr);
+    TRM_CUDA_CHECK_LAUNCH("sign_sgd_rows_k");
+  }
+  // Waits for the GPU (the index is copied back).
+  template <class T>
+  static std::ptrdiff_t first_non_finite(CM<T> x) {
+    using namespace detail::cuda_kernels;
+    if (x.empty()) return -1;
+    auto& scratch = detail::CudaScratch::get();
+    std::lock_guard<std::mutex> lock(scratch.mutex);
+    const unsigned long long none = ~0ull;
+    TRM_CUDA_CHECK(cudaMemcpy(scratch.index, &none, sizeof(none), cudaMemcpyHostToDevice));
+    first_non_finite_k<T><<<grid_for(x.size()), kThreads>>>(mat(x), scratch.index);
+    TRM_CUDA_CHECK_LAUNCH("first_non_finite_k");
+    unsigned long long first = none;
+    TRM_CUDA_CHECK(cudaMemcpy(&first, scratch.index, sizeof(first), cudaMemcpyDeviceToHost));
+    if (first == none) return -1;
+    // A flat index of the view's logical (row-major) order; contiguous tensors are what callers pass.
+    return static_cast<std::ptrdiff_t>(first);
+  }
+
+ private:
+  template <class T>
+  static void check_flat(const char* op, M<T> p, CM<T> g, CM<T> m, CM<T> v) {
+    const index_t n = p.size();
+    detail::cuda_check_flat<T>(op, "p", p, n);
+    detail::cuda_check_flat<T>(op, "g", g, n);
+    detail::cuda_check_flat<T>(op, "m", m, n);
+    detail::cuda_check_flat<T>(op, "v", v, n);
+  }
 };
 
 static_assert(Backend<cuda>, "trm::cuda must satisfy trm::Backend");
+static_assert(ModelBackend<cuda>, "trm::cuda must satisfy trm::ModelBackend");
+
+// trm::cuda with the float GEMMs on tensor cores, as the reference trains (forward_dtype =
+// bfloat16: bf16 GEMM inputs, fp32 accumulation), while everything else stays as in trm::cuda:
+// fp32 storage of activations, master weights, gradients, optimiser state, and the losses. cuBLAS
+// rounds each GEMM's inputs to bf16 (CUBLAS_COMPUTE_32F_FAST_16BF). Not exact: results differ from
+// fp32 by bf16's rounding (8 significant bits), see tests/test_model_cuda.cu for the bound.
+// The reference also stores its activations in bf16, which halves their memory traffic; this
+// backend does not (yet): docs/CUDA.md.
+struct cuda_bf16 : cuda {
+  static constexpr const char* name = "cuda_bf16";
+  template <class T>
+  static void gemm(Trans ta, Trans tb, T alpha, CM<T> a, CM<T> b, T beta, M<T> c) {
+    gemm_with<T>(CUBLAS_COMPUTE_32F_FAST_16BF, ta, tb, alpha, a, b, beta, c);
+  }
+  template <class T>
+  static void gemm_batched(Trans ta, Trans tb, T alpha, CM<T> a, index_t stride_a, CM<T> b, index_t stride_b, T beta, M<T> c,
+                           index_t stride_c, index_t count) {
+    gemm_batched_with<T>(CUBLAS_COMPUTE_32F_FAST_16BF, ta, tb, alpha, a, stride_a, b, stride_b, beta, c, stride_c, count);
+  }
+};
+// The same with TF32 inputs (10 significant bits), cuBLAS's CUBLAS_COMPUTE_32F_FAST_TF32.
+struct cuda_tf32 : cuda {
+  static constexpr const char* name = "cuda_tf32";
+  template <class T>
+  static void gemm(Trans ta, Trans tb, T alpha, CM<T> a, CM<T> b, T beta, M<T> c) {
+    gemm_with<T>(CUBLAS_COMPUTE_32F_FAST_TF32, ta, tb, alpha, a, b, beta, c);
+  }
+  template <class T>
+  static void gemm_batched(Trans ta, Trans tb, T alpha, CM<T> a, index_t stride_a, CM<T> b, index_t stride_b, T beta, M<T> c,
+                           index_t stride_c, index_t count) {
+    gemm_batched_with<T>(CUBLAS_COMPUTE_32F_FAST_TF32, ta, tb, alpha, a, stride_a, b, stride_b, beta, c, stride_c, count);
+  }
+};
+static_assert(ModelBackend<cuda_bf16> && ModelBackend<cuda_tf32>);
 
 }  // namespace trm

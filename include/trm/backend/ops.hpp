@@ -50,6 +50,17 @@ void check_swiglu(const G& gate_up, const O& out_like, const char* out_name) {
                      format_shape(out_like.shape()));
 }
 
+// rope's tables: cos and sin of one shape [n, head_dim], x [k n, head_dim] (k >= 1 sequences of n
+// positions stacked: row r of x uses table row r mod n).
+template <class X, class C, class S>
+void check_rope_tables(const X& x, const C& cos, const S& sin) {
+  if (cos.extent(0) != sin.extent(0) || cos.extent(1) != sin.extent(1) || cos.extent(1) != x.extent(1) ||
+      (x.extent(0) > 0 && (cos.extent(0) == 0 || x.extent(0) % cos.extent(0) != 0)))
+    throw ShapeError("rope: expected cos and sin tables of one shape [n, " + std::to_string(x.extent(1)) +
+                     "] with n dividing x's " + std::to_string(x.extent(0)) + " rows, found cos " + format_shape(cos.shape()) +
+                     " and sin " + format_shape(sin.shape()) + " for x " + format_shape(x.shape()));
+}
+
 template <class V>
 void check_vector_size(const char* op, const char* name, const V& v, index_t n) {
   if (v.extent(0) != n)

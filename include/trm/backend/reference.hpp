@@ -7,11 +7,13 @@
 #include <cstdint>
 #include <limits>
 
+#include "model_ops.hpp"
 #include "ops.hpp"
 
 namespace trm {
 
-struct reference {
+// The model-level ops (model_ops.hpp) come from host_model_ops, shared with trm::cpu.
+struct reference : host_model_ops<reference> {
   using memory_space = host_space;
   static constexpr const char* name = "reference";
 
@@ -181,24 +183,25 @@ struct reference {
     }
   }
 
-  // Rotary embedding, rotate-half layout, in place on the rows of x ([seq, head_dim], strided):
+  // Rotary embedding, rotate-half layout, in place on the rows of x ([k seq, head_dim], strided:
+  // k >= 1 sequences stacked, tables [seq, head_dim], row r of x at position r mod seq):
   // x'[i] = x[i] cos[i] - x[i+h] sin[i] (i < h), x'[i] = x[i] cos[i] + x[i-h] sin[i] (i >= h).
   // transpose = true applies the transposed map (the backward of the forward map).
   template <class T>
   static void rope(MatrixView<T> x, CMatrixView<T> cos, CMatrixView<T> sin, bool transpose) {
-    detail::check_same_shape("rope", "x", x, "cos", cos);
-    detail::check_same_shape("rope", "x", x, "sin", sin);
+    detail::check_rope_tables(x, cos, sin);
     const index_t d = x.extent(1), h = d / 2;
     if (d % 2 != 0) throw ShapeError("rope: head_dim must be even, found " + std::to_string(d));
     for (index_t r = 0; r < x.extent(0); ++r)
       for (index_t i = 0; i < h; ++i) {
+        const index_t p = r % cos.extent(0);
         T a = x(r, i), b = x(r, i + h);
         if (!transpose) {
-          x(r, i) = a * cos(r, i) - b * sin(r, i);
-          x(r, i + h) = b * cos(r, i + h) + a * sin(r, i + h);
+          x(r, i) = a * cos(p, i) - b * sin(p, i);
+          x(r, i + h) = b * cos(p, i + h) + a * sin(p, i + h);
         } else {
-          x(r, i) = a * cos(r, i) + b * sin(r, i + h);
-          x(r, i + h) = b * cos(r, i + h) - a * sin(r, i);
+          x(r, i) = a * cos(p, i) + b * sin(p, i + h);
+          x(r, i + h) = b * cos(p, i + h) - a * sin(p, i);
         }
       }
   }

@@ -33,6 +33,8 @@ concept Scalar = std::same_as<T, float> || std::same_as<T, double>;
 //   name, memory_space                 what it is called; where its views live
 //   set_num_threads, num_threads, synchronize
 //   gemm(ta, tb, alpha, A, B, beta, C)                  C = alpha op(A) op(B) + beta C
+//   gemm_batched(ta, tb, alpha, A, sa, B, sb, beta, C, sc, count)   the same for count matrices
+//                                                       X_i = X shifted by i * sx elements
 //   copy(x, y), fill(y, v), scale(y, a), axpy(a, x, y), add(a, b, out), dot(a, b)
 //   transpose_batched(in [b, r, c], out [b, c, r], accumulate)
 //   swiglu_forward(gate_up, out), swiglu_backward(gate_up, dout, dgate_up)
@@ -54,6 +56,7 @@ concept Backend = requires {
       { B::num_threads() } -> std::convertible_to<int>;
       B::synchronize();
       B::template gemm<float>(Trans::N, Trans::T, 1.0f, c, c, 0.0f, m);
+      B::template gemm_batched<float>(Trans::N, Trans::T, 1.0f, c, 0, c, 0, 0.0f, m, 0, 1);
       B::template copy<float>(c, m);
       B::template fill<float>(m, 0.0f);
       B::template scale<float>(m, 1.0f);

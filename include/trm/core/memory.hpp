@@ -43,6 +43,10 @@ struct space_allocator<host_space> {
   static void zero(void* dst, std::size_t bytes) {
     if (bytes) std::memset(dst, 0, bytes);
   }
+  // Host <-> this space: every space has them, so that code above the backends moves data between
+  // the host and a tensor's space without knowing which space that is (here: plain copies).
+  static void copy_from_host(void* dst, const void* src, std::size_t bytes) { copy(dst, src, bytes); }
+  static void copy_to_host(void* dst, const void* src, std::size_t bytes) { copy(dst, src, bytes); }
 };
 
 }  // namespace trm

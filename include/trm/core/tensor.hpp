@@ -3,8 +3,11 @@
 // to a shape that fits the current capacity never allocates, so the caches and workspaces of a
 // training step stop allocating after the first step.
 #include <algorithm>
+#include <span>
+#include <string>
 #include <utility>
 
+#include "error.hpp"
 #include "view.hpp"
 
 namespace trm {
@@ -111,5 +114,42 @@ class Tensor {
 
 template <class T, std::size_t R, MemorySpace Space = host_space>
 using DynTensor = Tensor<T, DynExtents<R>, Space>;
+
+// Moving whole tensors between the host and any memory space, for code that does not know (nor
+// care) where a tensor lives: checkpoints, the trainer's small per-call copies, tests. On the host
+// space they are plain copies. The destination is resized to the source's shape (no allocation
+// when it fits).
+template <class T, class Ext, MemorySpace S>
+void download(const Tensor<T, Ext, S>& src, Tensor<T, Ext, host_space>& dst) {
+  dst.resize(src.extents());
+  space_allocator<S>::copy_to_host(dst.data(), src.data(), src.bytes());
+}
+template <class T, class Ext, MemorySpace S>
+Tensor<T, Ext, host_space> download(const Tensor<T, Ext, S>& src) {
+  Tensor<T, Ext, host_space> h;
+  download(src, h);
+  return h;
+}
+template <class T, class Ext, MemorySpace S>
+void upload(const Tensor<T, Ext, host_space>& src, Tensor<T, Ext, S>& dst) {
+  dst.resize(src.extents());
+  space_allocator<S>::copy_from_host(dst.data(), src.data(), src.bytes());
+}
+// Host values into an existing tensor of any space, which keeps its shape: `src` must have
+// exactly dst.size() elements (checked).
+template <class T, class Ext, MemorySpace S>
+void upload(std::span<const T> src, Tensor<T, Ext, S>& dst) {
+  if (src.size() != std::size_t(dst.size()))
+    throw ShapeError("upload: expected " + std::to_string(dst.size()) + " values for a tensor of shape " +
+                     format_shape(dst.shape()) + ", found " + std::to_string(src.size()));
+  space_allocator<S>::copy_from_host(dst.data(), src.data(), dst.bytes());
+}
+// One element of a tensor of any space (e.g. the bad value an error message names).
+template <class T, class Ext, MemorySpace S>
+T download_element(const Tensor<T, Ext, S>& src, index_t flat) {
+  T v{};
+  space_allocator<S>::copy_to_host(&v, src.data() + flat, sizeof(T));
+  return v;
+}
 
 }  // namespace trm

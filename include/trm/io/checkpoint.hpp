@@ -31,13 +31,27 @@ void for_each_state_tensor(M& model, F&& f) {
   model.for_each_buffer(f);
 }
 
+namespace detail {
+// f(span of t's values on the host): the tensor's own memory on the host, a downloaded copy for a
+// tensor of another space (a device model saves what it holds, with no host twin kept).
+template <class T, class Ext, MemorySpace S, class F>
+void with_host_values(const Tensor<T, Ext, S>& t, F&& f) {
+  if constexpr (std::is_same_v<S, host_space>) {
+    f(t.span());
+  } else {
+    const auto h = download(t);
+    f(h.span());
+  }
+}
+}  // namespace detail
+
 // The model's state (parameters and persistent buffers) as safetensors records (F32).
 template <class M>
 void add_state(io::SafetensorsFile& file, const M& model, const std::string& prefix = "") {
   static_assert(std::is_same_v<typename M::scalar_type, float>, "checkpoints store float32 models");
   for_each_state_tensor(model, [&](const std::string& name, const auto& p) {
     std::vector<std::int64_t> shape(p.shape.begin(), p.shape.end());
-    file.add<float>(prefix + name, shape, p.value.span());
+    detail::with_host_values(p.value, [&](std::span<const float> v) { file.add<float>(prefix + name, shape, v); });
   });
 }
 
@@ -82,12 +96,25 @@ void load_model(M& model, const io::SafetensorsFile& file, std::vector<std::stri
                 bool allow_extra = false) {
   static_assert(std::is_same_v<typename M::scalar_type, float>, "load_model reads float32 into a float model");
   if (file.metadata.count("trm.kind")) detail::check_metadata(file, "model", model.signature());
+  using space = typename M::space;
+  constexpr bool on_host = std::is_same_v<space, host_space>;
+  // A model of another space is loaded into host tensors first, then copied (all or nothing).
+  std::map<std::string, DynTensor<float, 2>> stage;
   std::vector<io::ExpectedTensor> expected;
   for_each_state_tensor(model, [&](const std::string& name, auto& p) {
+    std::span<float> dst;
+    if constexpr (on_host) {
+      dst = p.value.span();
+    } else {
+      auto& h = stage[name];
+      h.resize(p.value.extents());
+      dst = h.span();
+    }
     expected.push_back(io::ExpectedTensor{name, io::DType::F32, std::vector<std::int64_t>(p.shape.begin(), p.shape.end()),
-                                          std::as_writable_bytes(p.value.span())});
+                                          std::as_writable_bytes(dst)});
   });
   io::load_into(file, expected, accepted_prefixes, allow_extra);
+  if constexpr (!on_host) for_each_state_tensor(model, [&](const std::string& name, auto& p) { upload(stage.at(name), p.value); });
 }
 
 template <class M>

@@ -17,8 +17,8 @@
 namespace trm {
 
 namespace detail {
-template <class T, class Ext>
-std::vector<std::int64_t> shape64(const Tensor<T, Ext>& t) {
+template <class T, class Ext, MemorySpace S>
+std::vector<std::int64_t> shape64(const Tensor<T, Ext, S>& t) {
   auto s = t.shape();
   return {s.begin(), s.end()};
 }
@@ -39,7 +39,7 @@ void save_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& pat
   add_state(file, model, "model.");
   auto add_tensor = [&](const std::string& name, const auto& t) {
     using V = typename std::remove_cvref_t<decltype(t)>::value_type;
-    file.add<V>(name, detail::shape64(t), t.span());
+    detail::with_host_values(t, [&](std::span<const V> v) { file.add<V>(name, detail::shape64(t), v); });
   };
   if (!trainer.ema().shadow.empty())
     model.for_each_parameter([&](const std::string& n, auto&) { add_tensor("ema." + n, trainer.ema().shadow.at(n)); });
@@ -73,6 +73,8 @@ void save_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& pat
 template <class M, class Opt>
 void load_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& path) {
   using S = typename M::scalar_type;
+  using space = typename M::space;
+  constexpr bool on_host = std::is_same_v<space, host_space>;
   const auto file = io::SafetensorsFile::load(path);
   detail::check_metadata(file, "train_state", trainer.model().signature());
   if (auto it = file.metadata.find("trm.optimizer"); it == file.metadata.end() || it->second != Opt::name)
@@ -107,6 +109,8 @@ void load_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& pat
   expected.push_back({"state.step", io::DType::I64, {1}, std::as_writable_bytes(std::span<std::int64_t>(&step, 1))});
   expected.push_back({"state.rng", io::DType::I64, {4}, std::as_writable_bytes(std::span<std::int64_t>(rng))});
   Carry<M> carry;
+  // The carry's states are read into host tensors for a model of another space (copied at commit).
+  DynTensor<S, 3> y_stage, z_stage;
   if (file.contains("carry.y")) {
     // The batch size of the carry comes from the file: carry.steps must be a rank-1 I32 tensor,
     // so its bytes (checked against the file's size by the reader) bound it before anything is
@@ -132,14 +136,24 @@ void load_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& pat
     }
     carry.y.resize(b, M::total_len, M::hidden);
     carry.z.resize(zb, M::total_len, M::hidden);
+    std::span<S> y_dst, z_dst;
+    if constexpr (on_host) {
+      y_dst = carry.y.span();
+      z_dst = carry.z.span();
+    } else {
+      y_stage.resize(b, M::total_len, M::hidden);
+      z_stage.resize(zb, M::total_len, M::hidden);
+      y_dst = y_stage.span();
+      z_dst = z_stage.span();
+    }
     carry.steps.assign(b, 0);
     carry.halted.assign(b, 0);
     carry.data.inputs.resize(b, M::seq_len);
     carry.data.labels.resize(b, M::seq_len);
     carry.data.puzzle_identifiers.resize(b);
     const std::vector<std::int64_t> state{b, M::total_len, M::hidden}, grid{b, M::seq_len};
-    expected.push_back({"carry.y", io::DType::F32, state, std::as_writable_bytes(carry.y.span())});
-    expected.push_back({"carry.z", io::DType::F32, {zb, M::total_len, M::hidden}, std::as_writable_bytes(carry.z.span())});
+    expected.push_back({"carry.y", io::DType::F32, state, std::as_writable_bytes(y_dst)});
+    expected.push_back({"carry.z", io::DType::F32, {zb, M::total_len, M::hidden}, std::as_writable_bytes(z_dst)});
     expected.push_back({"carry.steps", io::DType::I32, {b}, std::as_writable_bytes(std::span<std::int32_t>(carry.steps))});
     expected.push_back({"carry.halted", io::DType::U8, {b}, std::as_writable_bytes(std::span<std::uint8_t>(carry.halted))});
     expected.push_back({"carry.inputs", io::DType::I32, grid, std::as_writable_bytes(carry.data.inputs.span())});
@@ -176,18 +190,33 @@ void load_train_state(Trainer<M, Opt>& trainer, const std::filesystem::path& pat
         bad("carry.labels[" + std::to_string(k) + "]", "a token 0.." + std::to_string(M::vocab - 1) + " or the ignore label", labels[k]);
   }
 
-  // Commit: nothing below can fail on content.
-  for_each_state_tensor(model, [&](const std::string& n, auto& p) { p.value.swap(model_stage.at(n)); });
+  // Commit: nothing below can fail on content. Host tensors are moved in; a device trainer's are
+  // copied from the staged ones.
+  auto to_space = [](DynTensor<S, 2>& staged) {
+    if constexpr (on_host) {
+      return std::move(staged);
+    } else {
+      DynTensor<S, 2, space> d;
+      upload(staged, d);
+      return d;
+    }
+  };
+  for_each_state_tensor(model, [&](const std::string& n, auto& p) { p.value = to_space(model_stage.at(n)); });
   if (has_ema) {
     trainer.ema().shadow.clear();
-    for (auto& [n, t] : ema_stage) trainer.ema().shadow.emplace(n, std::move(t));
+    for (auto& [n, t] : ema_stage) trainer.ema().shadow.emplace(n, to_space(t));
   }
   trainer.optimizer_state().clear();
   if (has_optim)
     for (auto& [n, t] : m_stage) {
       auto& st = trainer.optimizer_state()[n];
-      st.m = std::move(t);
-      st.v = std::move(v_stage.at(n));
+      st.m = to_space(t);
+      st.v = to_space(v_stage.at(n));
+    }
+  if constexpr (!on_host)
+    if (!carry.empty()) {
+      upload(y_stage, carry.y);
+      upload(z_stage, carry.z);
     }
   trainer.set_step_count(long(step));
   std::array<std::uint64_t, 4> rs{};

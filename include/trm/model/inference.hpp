@@ -62,8 +62,11 @@ class Solver {
     if (max_steps == 0) max_steps = model_.max_steps();
     if (max_steps < 1) throw ValueError("Solver::solve: max_steps must be >= 1, found " + std::to_string(max_steps));
     const index_t b = batch.size();
+    model_.check_batch(batch);
+    upload(batch.inputs, inputs_);
+    upload(batch.puzzle_identifiers, puzzle_ids_);
     x_.resize(b, M::total_len, M::hidden);
-    model_.embed(batch, x_.view());
+    model_.embed(inputs_.cview(), puzzle_ids_.cview(), x_.view());
     y_.resize(b, M::total_len, M::hidden);
     z_.resize(b * index_t(M::num_latents), M::total_len, M::hidden);  // latents stacked along the batch axis
     std::vector<std::uint8_t> active(b, 1), halted(b, 0);
@@ -81,17 +84,17 @@ class Solver {
     for (int step = 1; step <= max_steps; ++step) {
       model_.recursion().forward(model_, tape_, x_.cview(), y_.view(), z_.view(), false);
       model_.heads(y_.cview(), logits_.view(), q_.view(), head_cache_);
+      // The step's two copies to the host: q [B, 2] and the argmax tokens [B, L].
+      predictions_dev_.resize(b, M::seq_len);
+      M::backend_type::argmax_rows(logits_.cview(), predictions_dev_.view());
+      download(predictions_dev_, predictions_host_);
+      download(q_, q_host_);
       for (index_t r = 0; r < b; ++r) {
         if (!active[r]) continue;
-        for (index_t t = 0; t < M::seq_len; ++t) {
-          index_t best = 0;
-          for (index_t k = 1; k < M::vocab; ++k)
-            if (logits_(r, t, k) > logits_(r, t, best)) best = k;
-          res.predictions(r, t) = std::int32_t(best);
-        }
+        std::copy_n(&predictions_host_(r, 0), M::seq_len, &res.predictions(r, 0));
         res.steps_used[r] = step;
-        res.q_halt[r] = float(q_(r, 0));
-        if (early && !halted[r] && (q_(r, 0) > S(0) || step == max_steps)) {
+        res.q_halt[r] = float(q_host_(r, 0));
+        if (early && !halted[r] && (q_host_(r, 0) > S(0) || step == max_steps)) {
           halted[r] = 1;
           std::copy_n(&res.predictions(r, 0), M::seq_len, &early->predictions(r, 0));
           early->steps_used[r] = step;
@@ -101,7 +104,7 @@ class Solver {
       if (trace) trace(step, res.predictions, active);
       bool any = false;
       for (index_t r = 0; r < b; ++r) {
-        if (active[r] && exit == EarlyExit::on && q_(r, 0) > S(0)) active[r] = 0;
+        if (active[r] && exit == EarlyExit::on && q_host_(r, 0) > S(0)) active[r] = 0;
         any = any || active[r];
       }
       if (!any) break;
@@ -113,6 +116,10 @@ class Solver {
   typename M::HeadCache head_cache_;
   DynTensor<S, 3, space> x_, y_, z_, logits_;
   DynTensor<S, 2, space> q_;
+  DynTensor<std::int32_t, 2, space> inputs_, predictions_dev_;
+  DynTensor<std::int32_t, 1, space> puzzle_ids_;
+  DynTensor<S, 2> q_host_;
+  DynTensor<std::int32_t, 2> predictions_host_;
 };
 
 // Accuracy of predictions against labels (ignore label -100 skipped), as the reference's eval:

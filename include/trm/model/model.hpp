@@ -7,6 +7,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <span>
 #include <string>
 #include <utility>
@@ -89,7 +90,9 @@ struct ModelArgs {
   std::uint64_t seed = 0;
 };
 
-template <ModelConfig C, Backend B = cpu, Scalar T = float>
+static_assert(ModelBackend<cpu> && ModelBackend<reference>, "the host backends run whole models");
+
+template <ModelConfig C, ModelBackend B = cpu, Scalar T = float>
 class Model {
  public:
   using config = C;
@@ -172,7 +175,47 @@ class Model {
 
   // The reference's initialisation order and rules (SPEC §1.9): embeddings and linear weights
   // truncated LeCun normal, q_head weight 0 and bias -5, puzzle table 0, H_init/L_init std 1.
+  // A model in another memory space than the host's is initialised on a host twin (the same draws)
+  // and copied.
   void init(Rng& rng) {
+    if constexpr (!std::is_same_v<space, host_space>) {
+      Model<C, cpu, T> twin(ModelArgs<C>{schedule_, halting_, num_puzzle_ids(), 0});
+      twin.init(rng);
+      copy_state_from(twin);
+      return;
+    } else {
+      init_on_host(rng);
+    }
+  }
+
+  // Every parameter and buffer from a model of the same configuration and signature on any
+  // backend (host <-> device, or cpu <-> reference). Throws ValueError naming both signatures
+  // when they differ.
+  template <class Other>
+  void copy_state_from(const Other& other) {
+    static_assert(std::is_same_v<typename Other::config, C> && std::is_same_v<typename Other::scalar_type, T>,
+                  "Model::copy_state_from: the other model has another configuration or scalar type");
+    if (other.signature() != signature())
+      throw ValueError("Model::copy_state_from: the other model's signature differs:\n  expected: " + signature() +
+                       "\n  found:    " + other.signature());
+    std::map<std::string, DynTensor<T, 2, host_space>> host;
+    auto take = [&](const std::string& name, const auto& p) { host[name] = download(p.value); };
+    other.for_each_parameter(take);
+    other.for_each_buffer(take);
+    auto put = [&](const std::string& name, auto& p) { upload(host.at(name), p.value); };
+    for_each_parameter(put);
+    for_each_buffer(put);
+  }
+  // A copy of this model on backend B2 (e.g. trm::cuda from trm::cpu, and back).
+  template <ModelBackend B2>
+  Model<C, B2, T> to_backend() const {
+    Model<C, B2, T> out(ModelArgs<C>{schedule_, halting_, num_puzzle_ids(), 0});
+    out.copy_state_from(*this);
+    return out;
+  }
+
+ private:
+  void init_on_host(Rng& rng) {
     embed_tokens.init(rng);
     lm_head.init(rng);
     q_head.init(rng);
@@ -186,6 +229,8 @@ class Model {
     for (auto& p : extra_L_init) trunc_normal_init<T>(p.value.span(), 1.0, rng);
     puzzle_emb.value.zero();
   }
+
+ public:
 
   // The values this model was built with.
   const schedule& recursion() const { return schedule_; }
@@ -253,49 +298,57 @@ class Model {
   // ---- input embedding ----------------------------------------------------------------------
   // x[b] = scale * [puzzle_emb[id_b] zero-padded to prefix_len * D values, as prefix_len rows;
   // embed_tokens[tokens_b]] (+ learned positions, times 1/sqrt(2)), scale = sqrt(D).
-  void embed(const Batch& batch, Tensor3View<T, space> x) const {
-    const index_t b = batch.size();
-    check_batch(batch);
+  // inputs [B, L] and puzzle_ids [B] are in the backend's memory space (checked on the host by
+  // check_batch before they were copied there; the gathers check them again).
+  void embed(CMatrixView<std::int32_t, space> inputs, CVectorView<std::int32_t, space> puzzle_ids, Tensor3View<T, space> x) const {
+    const index_t b = inputs.extent(0);
+    expect_shape("Model::embed", "inputs", inputs, {b, seq_len});
+    expect_shape("Model::embed", "puzzle_ids", puzzle_ids, {b});
     expect_shape("Model::embed", "x", x, {b, total_len, hidden});
-    for (index_t r = 0; r < b; ++r) {
-      auto xr = slice0(x, r);  // [total_len, hidden]
-      if constexpr (prefix_len > 0) {
-        B::fill(rows(xr, 0, prefix_len), T(0));
-        if constexpr (puzzle_emb_ndim > 0)
-          B::gather_rows(puzzle_emb.value.cview(), CVectorView<std::int32_t>(&batch.puzzle_identifiers(r), DynExtents<1>{1}),
-                         T(1), prefix_vector(xr));
-      }
-      B::gather_rows(embed_tokens.weight.value.cview(),
-                     CVectorView<std::int32_t>(&batch.inputs(r, 0), DynExtents<1>{seq_len}), T(1),
-                     rows(xr, prefix_len, seq_len));
-      if constexpr (uses_learned_positions) {
+    if constexpr (prefix_len > 0) {
+      B::fill(prefix_rows(x, prefix_len * hidden), T(0));
+      if constexpr (puzzle_emb_ndim > 0) B::gather_rows(puzzle_emb.value.cview(), puzzle_ids, T(1), prefix_rows(x, puzzle_emb_ndim));
+    }
+    B::gather_rows3(embed_tokens.weight.value.cview(), inputs, T(1), token_rows(x));
+    if constexpr (uses_learned_positions)
+      for (index_t r = 0; r < b; ++r) {
+        auto xr = slice0(x, r);  // [total_len, hidden]
         B::axpy(T(1), embed_pos.value.cview(), xr);
         B::scale(xr, T(0.707106781));
       }
-    }
     B::scale(as_matrix(x), embed_scale());
+  }
+  // A host batch (host backends): checked, then embedded.
+  void embed(const Batch& batch, Tensor3View<T, space> x) const
+    requires std::same_as<space, host_space>
+  {
+    check_batch(batch);
+    embed(batch.inputs.cview(), batch.puzzle_identifiers.cview(), x);
   }
 
   // Backward of embed: token-table gradients accumulate into embed_tokens.weight.grad, learned
   // positions into embed_pos.grad, and the puzzle rows' gradients go to puzzle_row_grad
   // [B, puzzle_emb_ndim] (overwritten; the sign-SGD optimiser sums them per id).
-  void embed_backward(const Batch& batch, CTensor3View<T, space> dx, MatrixView<T, space> puzzle_row_grad) {
-    const index_t b = batch.size();
+  void embed_backward(CMatrixView<std::int32_t, space> inputs, CTensor3View<T, space> dx, MatrixView<T, space> puzzle_row_grad) {
+    const index_t b = dx.extent(0);
     expect_shape("Model::embed_backward", "dx", dx, {b, total_len, hidden});
+    expect_shape("Model::embed_backward", "inputs", inputs, {b, seq_len});
     expect_shape("Model::embed_backward", "puzzle_row_grad", puzzle_row_grad, {b, puzzle_emb_ndim});
     T scale = embed_scale();
     if constexpr (uses_learned_positions) scale *= T(0.707106781);
-    for (index_t r = 0; r < b; ++r) {
-      auto dxr = slice0(dx, r);
-      B::scatter_add_rows(rows(dxr, prefix_len, seq_len), CVectorView<std::int32_t>(&batch.inputs(r, 0), DynExtents<1>{seq_len}),
-                          scale, embed_tokens.weight.grad.view());
-      if constexpr (puzzle_emb_ndim > 0) {
-        auto dst = rows(puzzle_row_grad, r, 1);
-        B::fill(dst, T(0));
-        B::axpy(scale, prefix_vector(dxr), dst);
-      }
-      if constexpr (uses_learned_positions) B::axpy(scale, dxr, embed_pos.grad.view());
+    B::scatter_add_rows3(token_rows(dx), inputs, scale, embed_tokens.weight.grad.view());
+    if constexpr (puzzle_emb_ndim > 0) {
+      B::fill(puzzle_row_grad, T(0));
+      B::axpy(scale, prefix_rows(dx, puzzle_emb_ndim), puzzle_row_grad);
     }
+    if constexpr (uses_learned_positions)
+      for (index_t r = 0; r < b; ++r) B::axpy(scale, slice0(dx, r), embed_pos.grad.view());
+  }
+  void embed_backward(const Batch& batch, CTensor3View<T, space> dx, MatrixView<T, space> puzzle_row_grad)
+    requires std::same_as<space, host_space>
+  {
+    check_shape("batch.inputs", std::vector<index_t>{dx.extent(0), seq_len}, batch.inputs.shape());
+    embed_backward(batch.inputs.cview(), dx, puzzle_row_grad);
   }
 
   // ---- heads ----------------------------------------------------------------------------------
@@ -317,7 +370,7 @@ class Model {
     for (index_t r = 0; r < b; ++r)
       lm_head.forward(rows(slice0(y, r), prefix_len, seq_len), slice0(logits, r), c.lm_cache, c.lm_ws);
     c.q_input.resize(b, hidden);
-    for (index_t r = 0; r < b; ++r) B::copy(rows(slice0(y, r), 0, 1), rows(c.q_input.view(), r, 1));
+    B::copy(prefix_rows(y, hidden), c.q_input.view());
     q_head.forward(c.q_input.cview(), q, c.q_cache, c.q_ws);
   }
   // dy (+)= gradients of the heads w.r.t. y; parameter gradients accumulate.
@@ -331,7 +384,7 @@ class Model {
     c.dq_input.resize(b, hidden);
     c.dq_input.zero();
     q_head.backward(c.q_input.cview(), {}, c.q_cache, dq, c.dq_input.view(), c.q_ws);
-    for (index_t r = 0; r < b; ++r) B::axpy(T(1), rows(c.dq_input.cview(), r, 1), rows(slice0(dy, r), 0, 1));
+    B::axpy(T(1), c.dq_input.cview(), prefix_rows(dy, hidden));
   }
 
   // Rows with reset[r] start over: y = H_init, latent k of z = its init (L_init for k = 0),
@@ -346,12 +399,10 @@ class Model {
                        std::to_string(z.extent(0)));
     const auto& y_init = num_latents == 0 ? L_init : H_init;
     for (index_t r = 0; r < b; ++r)
-      if (reset[r])
-        for (index_t p = 0; p < total_len; ++p) {
-          B::copy(y_init.value.cview(), rows(slice0(y, r), p, 1));
-          for (std::size_t k = 0; k < num_latents; ++k)
-            B::copy(latent_init(k).value.cview(), rows(slice0(z, index_t(k) * b + r), p, 1));
-        }
+      if (reset[r]) {
+        B::broadcast_rows(y_init.value.cview(), slice0(y, r));
+        for (std::size_t k = 0; k < num_latents; ++k) B::broadcast_rows(latent_init(k).value.cview(), slice0(z, index_t(k) * b + r));
+      }
   }
   const Param<T, space>& latent_init(std::size_t k) const { return k == 0 ? L_init : extra_L_init[k - 1]; }
 
@@ -388,16 +439,28 @@ class Model {
     std::snprintf(buf, sizeof buf, "%.9g", v);
     return buf;
   }
-  // The first puzzle_emb_ndim values of a sequence's (contiguous) prefix rows, as one [1, ndim] row.
+  // The first `width` values of every sequence of a contiguous [B, total_len, hidden] tensor, as a
+  // [B, width] matrix (row stride total_len * hidden): the puzzle prefix (width <= prefix_len * D),
+  // or position 0, which the q head reads (width = D).
   template <class U>
-  static MatrixView<U, space> prefix_vector(MatrixView<U, space> seq) {
-    return MatrixView<U, space>(seq.data(), DynExtents<2>{1, puzzle_emb_ndim});
+  static MatrixView<U, space> prefix_rows(View<U, DynExtents<3>, space> x, index_t width) {
+    return MatrixView<U, space>(x.data(), DynExtents<2>{x.extent(0), width}, {x.stride(0), 1});
+  }
+  // The token positions [B, seq_len, hidden] of a [B, total_len, hidden] tensor.
+  template <class U>
+  static View<U, DynExtents<3>, space> token_rows(View<U, DynExtents<3>, space> x) {
+    return View<U, DynExtents<3>, space>(x.data() + prefix_len * x.stride(1), DynExtents<3>{x.extent(0), seq_len, x.extent(2)},
+                                         x.strides());
   }
   static auto make_extra_inits() {
     std::array<Param<T, space>, (num_latents > 1 ? num_latents - 1 : 0)> a;
     for (auto& p : a) p = Param<T, space>({hidden});
     return a;
   }
+
+ public:
+  // The batch's shapes, puzzle ids and tokens against this model (on the host, where a batch is
+  // made): ValueError naming the first bad entry.
   void check_batch(const Batch& batch) const {
     const index_t b = batch.size();
     check_shape("batch.inputs", std::vector<index_t>{b, seq_len}, batch.inputs.shape());
@@ -417,6 +480,8 @@ class Model {
                            ": expected a token in [0, " + std::to_string(vocab) + ")");
       }
   }
+
+ private:
 
   rope_type rope_;
   schedule schedule_;

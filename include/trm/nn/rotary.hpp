@@ -48,15 +48,18 @@ class RotaryEmbedding {
   }
   index_t max_positions() const { return cos_.extent(0); }
 
-  void forward(MatrixView<T, space> x) const { apply(x, false); }
-  void backward(MatrixView<T, space> dx) const { apply(dx, true); }
+  // x: one sequence [seq, head_dim], or k sequences of `seq` positions stacked [k seq, head_dim].
+  void forward(MatrixView<T, space> x) const { apply(x, x.extent(0), false); }
+  void backward(MatrixView<T, space> dx) const { apply(dx, dx.extent(0), true); }
+  void forward(MatrixView<T, space> x, index_t seq) const { apply(x, seq, false); }
+  void backward(MatrixView<T, space> dx, index_t seq) const { apply(dx, seq, true); }
 
  private:
-  void apply(MatrixView<T, space> x, bool transpose) const {
-    if (x.extent(1) != HeadDim || x.extent(0) > max_positions())
-      throw ShapeError("RotaryEmbedding: expected [seq <= " + std::to_string(max_positions()) + ", " +
-                       std::to_string(HeadDim) + "], found " + format_shape(x.shape()));
-    B::rope(x, rows(cos_.cview(), 0, x.extent(0)), rows(sin_.cview(), 0, x.extent(0)), transpose);
+  void apply(MatrixView<T, space> x, index_t seq, bool transpose) const {
+    if (x.extent(1) != HeadDim || seq > max_positions() || (x.extent(0) > 0 && (seq < 1 || x.extent(0) % seq != 0)))
+      throw ShapeError("RotaryEmbedding: expected [seq <= " + std::to_string(max_positions()) + ", " + std::to_string(HeadDim) +
+                       "], or k such sequences stacked (seq = " + std::to_string(seq) + "), found " + format_shape(x.shape()));
+    B::rope(x, rows(cos_.cview(), 0, seq), rows(sin_.cview(), 0, seq), transpose);
   }
   DynTensor<T, 2, space> cos_, sin_;
 };

@@ -1,5 +1,5 @@
 #pragma once
-// Optimisers, learning-rate schedule and EMA of SPEC §4, on host parameters.
+// Optimisers, learning-rate schedule and EMA of SPEC §4, on parameters of any backend.
 #include <algorithm>
 #include <Eigen/Core>
 #include <cmath>
@@ -9,15 +9,16 @@
 #include <type_traits>
 #include <vector>
 
+#include "../backend/model_ops.hpp"
 #include "../nn/param.hpp"
 
 namespace trm {
 
-// Moments of one parameter tensor.
-template <class T>
+// Moments of one parameter tensor, in the parameter's memory space.
+template <class T, MemorySpace Space = host_space>
 struct AdamState {
-  DynTensor<T, 2> m, v;
-  void ensure(const DynTensor<T, 2>& like) {
+  DynTensor<T, 2, Space> m, v;
+  void ensure(const DynTensor<T, 2, Space>& like) {
     if (m.shape() != like.shape()) {
       m.resize(like.extents());
       v.resize(like.extents());
@@ -27,29 +28,10 @@ struct AdamState {
   }
 };
 
-namespace detail {
-// out[i] = sqrt(v[i]) / d, vectorised (Eigen's packet sqrt; a plain std::sqrt loop is not
-// vectorised by GCC unless -fno-math-errno).
-inline void sqrt_div(const float* v, float d, float* out, index_t n) {
-  Eigen::Map<Eigen::ArrayXf>(out, n) = Eigen::Map<const Eigen::ArrayXf>(v, n).sqrt() / d;
-}
-
-// atan2(y, x) for x >= 0 (x = sqrt(v) here), branch-free so that a loop over it vectorises:
-// Cephes' atanf (range reduction by tan(pi/8) and tan(3pi/8), degree-4 polynomial in t^2;
-// relative error <= 2e-7) on t = |y| / x, sign of y restored. x = 0: t = inf gives pi/2; y = 0
-// returns y itself (atan2(+-0, x) = +-0, also for x = 0, where t is NaN).
-inline float atan2_nonneg_x(float y, float x) {
-  const float t = std::fabs(y) / x;
-  const bool big = t > 2.414213562373095f, mid = t > 0.4142135623730950f;
-  const float r = big ? -1.0f / t : (mid ? (t - 1.0f) / (t + 1.0f) : t);
-  const float base = big ? 1.5707963267948966f : (mid ? 0.7853981633974483f : 0.0f);
-  const float z = r * r;
-  const float a = base + ((((8.05374449538e-2f * z - 1.38776856032e-1f) * z + 1.99777106478e-1f) * z -
-                           3.33329491539e-1f) * z * r + r);
-  return y == 0.0f ? y : (y < 0.0f ? -a : a);
-}
-}  // namespace detail
-
+// The optimisers hold hyperparameters and compute each step's scalar factors; the elementwise
+// work is the backend's (B::adam_atan2_update, B::adamw_update: backend/model_ops.hpp), so the
+// same optimiser runs on every backend. B defaults to trm::cpu for host tensors.
+//
 // Adam-atan2 as the `adam-atan2` 0.0.3 package computes it (the version TRM imports; SPEC §4.1's
 // text puts the first-moment bias correction inside atan2, as 0.0.2 did, which 0.0.3 reverted):
 //   p <- p (1 - lr wd);  m <- lerp(m, g, 1 - b1);  v <- lerp(v, g^2, 1 - b2)
@@ -61,51 +43,14 @@ struct AdamAtan2 {
   double beta1 = 0.9, beta2 = 0.95;
   static constexpr const char* name = "AdamATan2";
 
-  template <class T>
-  void update(DynTensor<T, 2>& p, const DynTensor<T, 2>& g, AdamState<T>& s, double lr_now, long t) const {
+  template <class B = cpu, class T, MemorySpace S>
+  void update(DynTensor<T, 2, S>& p, const DynTensor<T, 2, S>& g, AdamState<T, S>& s, double lr_now, long t) const {
+    static_assert(std::is_same_v<typename B::memory_space, S>, "AdamAtan2::update: the backend's memory space is not the tensors'");
     s.ensure(p);
     const double bc1 = 1.0 - std::pow(beta1, double(t)), bc2 = 1.0 - std::pow(beta2, double(t));
     // Scalar factors rounded to the parameter type once, as the reference's fp32 kernel does.
-    const T decay = T(1.0 - lr_now * weight_decay), a1 = T(1.0 - beta1), a2 = T(1.0 - beta2);
-    const T inv_sqrt_bc2 = T(std::sqrt(bc2)), step = T(lr_now / bc1);
-    T* pv = p.data();
-    const T* gv = g.data();
-    T* mv = s.m.data();
-    T* vv = s.v.data();
-    if constexpr (std::is_same_v<T, float>) {
-      // Vectorisable: blocks of kBlock elements, the moments' updates and sqrt in one pass, then a
-      // branch-free atan2 (detail::atan2_nonneg_x, within 2e-7 of std::atan2; the update it scales
-      // is at most lr * pi / 2) in a second pass over the block while it is in L1. With
-      // std::atan2 this loop took ~100 ms per step for TRM's 5M parameters, half a batch-1
-      // training call.
-      // Blocks are spread over the CPU backend's thread pool (elementwise: same result for any split).
-      constexpr index_t kBlock = 1024;
-      const index_t blocks = (p.size() + kBlock - 1) / kBlock;
-      detail::parallel_ranges(blocks, 16, [&](index_t blk0, index_t blk1) {
-        alignas(64) float den[kBlock];
-        for (index_t i0 = blk0 * kBlock; i0 < std::min(p.size(), blk1 * kBlock); i0 += kBlock) {
-          const index_t n = std::min(kBlock, p.size() - i0);
-          float* __restrict pb = pv + i0;
-          const float* __restrict gb = gv + i0;
-          float* __restrict mb = mv + i0;
-          float* __restrict vb = vv + i0;
-          for (index_t i = 0; i < n; ++i) {
-            pb[i] *= decay;
-            mb[i] += a1 * (gb[i] - mb[i]);
-            vb[i] += a2 * (gb[i] * gb[i] - vb[i]);
-          }
-          detail::sqrt_div(vb, inv_sqrt_bc2, den, n);
-          for (index_t i = 0; i < n; ++i) pb[i] -= step * detail::atan2_nonneg_x(mb[i], den[i]);
-        }
-      });
-      return;
-    }
-    for (index_t i = 0; i < p.size(); ++i) {
-      pv[i] *= decay;
-      mv[i] += a1 * (gv[i] - mv[i]);
-      vv[i] += a2 * (gv[i] * gv[i] - vv[i]);
-      pv[i] -= step * std::atan2(mv[i], std::sqrt(vv[i]) / inv_sqrt_bc2);
-    }
+    const AdamAtan2Step<T> k{T(1.0 - lr_now * weight_decay), T(1.0 - beta1), T(1.0 - beta2), T(std::sqrt(bc2)), T(lr_now / bc1)};
+    B::adam_atan2_update(p.view(), g.cview(), s.m.view(), s.v.view(), k);
   }
 };
 
@@ -117,57 +62,61 @@ struct AdamW {
   double eps = 1e-8;
   static constexpr const char* name = "AdamW";
 
-  template <class T>
-  void update(DynTensor<T, 2>& p, const DynTensor<T, 2>& g, AdamState<T>& s, double lr_now, long t) const {
+  template <class B = cpu, class T, MemorySpace S>
+  void update(DynTensor<T, 2, S>& p, const DynTensor<T, 2, S>& g, AdamState<T, S>& s, double lr_now, long t) const {
+    static_assert(std::is_same_v<typename B::memory_space, S>, "AdamW::update: the backend's memory space is not the tensors'");
     s.ensure(p);
     const double bc1 = 1.0 - std::pow(beta1, double(t)), bc2 = 1.0 - std::pow(beta2, double(t));
-    const T decay = T(1.0 - lr_now * weight_decay), b1 = T(beta1), b2 = T(beta2);
-    const T step = T(lr_now / bc1), sqrt_bc2 = T(std::sqrt(bc2)), e = T(eps);
-    T* pv = p.data();
-    const T* gv = g.data();
-    T* mv = s.m.data();
-    T* vv = s.v.data();
-    for (index_t i = 0; i < p.size(); ++i) {
-      pv[i] *= decay;
-      mv[i] = b1 * mv[i] + (T(1) - b1) * gv[i];
-      vv[i] = b2 * vv[i] + (T(1) - b2) * gv[i] * gv[i];
-      pv[i] -= step * mv[i] / (std::sqrt(vv[i]) / sqrt_bc2 + e);
-    }
+    const AdamWStep<T> k{T(1.0 - lr_now * weight_decay), T(beta1), T(beta2), T(lr_now / bc1), T(std::sqrt(bc2)), T(eps)};
+    B::adamw_update(p.view(), g.cview(), s.m.view(), s.v.view(), k);
   }
 };
 
 template <class O>
 concept Optimizer = requires(const O& o, DynTensor<float, 2>& p, const DynTensor<float, 2>& g, AdamState<float>& s) {
   o.update(p, g, s, 1.0, 1L);
+  o.template update<reference>(p, g, s, 1.0, 1L);
   { o.lr } -> std::convertible_to<double>;
 };
 
+// The puzzle rows' segments (PuzzleRowSegments) in a backend's memory space: the scratch of
+// SignSgd::update, kept by its caller so that a device update allocates nothing after the first.
+template <MemorySpace S>
+struct PuzzleRowSegmentBuffers {
+  DynTensor<std::int32_t, 1, S> ids, offsets, rows;
+};
+
 // Sparse sign-SGD of the puzzle table (SPEC §4.2): gradients of repeated ids are summed; only the
-// rows present in the batch are decayed and updated: w <- w (1 - lr wd) - lr sign(g_sum).
+// rows present in the batch are decayed and updated: w <- w (1 - lr wd) - lr sign(g_sum). The sums
+// run in a fixed order (PuzzleRowSegments: ids ascending, rows ascending) on every backend.
 struct SignSgd {
   double lr = 1e-4;
   double weight_decay = 0.1;
 
-  template <class T>
-  void update(DynTensor<T, 2>& table, std::span<const std::int32_t> ids, const DynTensor<T, 2>& row_grads,
+  // ids: the batch's puzzle ids on the host (one per row of row_grads).
+  template <class B = cpu, class T, MemorySpace S>
+  void update(DynTensor<T, 2, S>& table, std::span<const std::int32_t> ids, const DynTensor<T, 2, S>& row_grads, double lr_now,
+              PuzzleRowSegmentBuffers<S>& scratch) const {
+    static_assert(std::is_same_v<typename B::memory_space, S>, "SignSgd::update: the backend's memory space is not the tensors'");
+    if (index_t(ids.size()) != row_grads.extent(0))
+      throw ShapeError("SignSgd: expected one puzzle id per gradient row (" + std::to_string(row_grads.extent(0)) + "), found " +
+                       std::to_string(ids.size()));
+    const auto seg = PuzzleRowSegments::of(ids);
+    auto put = [](const std::vector<std::int32_t>& v, DynTensor<std::int32_t, 1, S>& t) {
+      t.resize(index_t(v.size()));
+      upload(std::span<const std::int32_t>(v), t);
+    };
+    put(seg.ids, scratch.ids);
+    put(seg.offsets, scratch.offsets);
+    put(seg.rows, scratch.rows);
+    B::sign_sgd_rows(table.view(), row_grads.cview(), scratch.ids.cview(), scratch.offsets.cview(), scratch.rows.cview(),
+                     T(1.0 - lr_now * weight_decay), T(lr_now));
+  }
+  template <class B = cpu, class T, MemorySpace S>
+  void update(DynTensor<T, 2, S>& table, std::span<const std::int32_t> ids, const DynTensor<T, 2, S>& row_grads,
               double lr_now) const {
-    const index_t d = table.extent(1);
-    std::vector<std::int32_t> uniq(ids.begin(), ids.end());
-    std::sort(uniq.begin(), uniq.end());
-    uniq.erase(std::unique(uniq.begin(), uniq.end()), uniq.end());
-    std::vector<T> gsum(d);
-    for (auto id : uniq) {
-      if (id < 0 || id >= table.extent(0))
-        throw ValueError("SignSgd: puzzle id " + std::to_string(id) + " outside [0, " + std::to_string(table.extent(0)) + ")");
-      std::fill(gsum.begin(), gsum.end(), T(0));
-      for (std::size_t r = 0; r < ids.size(); ++r)
-        if (ids[r] == id)
-          for (index_t j = 0; j < d; ++j) gsum[j] += row_grads(index_t(r), j);
-      for (index_t j = 0; j < d; ++j) {
-        T sign = gsum[j] > T(0) ? T(1) : (gsum[j] < T(0) ? T(-1) : T(0));
-        table(id, j) = table(id, j) * T(1.0 - lr_now * weight_decay) - T(lr_now) * sign;
-      }
-    }
+    PuzzleRowSegmentBuffers<S> scratch;
+    update<B>(table, ids, row_grads, lr_now, scratch);
   }
 };
 
@@ -184,11 +133,12 @@ struct LrSchedule {
   }
 };
 
-// Exponential moving average of the trainable parameters: shadow <- (1 - rate) theta + rate shadow.
-template <class T>
+// Exponential moving average of the trainable parameters: shadow <- (1 - rate) theta + rate shadow,
+// in the model's memory space (B::axpby).
+template <class T, MemorySpace Space = host_space>
 struct Ema {
   double rate = 0.999;
-  std::map<std::string, DynTensor<T, 2>> shadow;
+  std::map<std::string, DynTensor<T, 2, Space>> shadow;
 
   template <class M>
   void init(M& model) {
@@ -197,17 +147,9 @@ struct Ema {
   }
   template <class M>
   void update(M& model) {
+    using B = typename M::backend_type;
     const T a = T(1.0 - rate), r = T(rate);
-    model.for_each_parameter([&](const std::string& n, auto& p) {
-      auto& s = shadow.at(n);
-      T* sd = s.data();
-      const T* pd = p.value.data();
-      detail::parallel_ranges(s.size(), 16384, [&](index_t i0, index_t i1) {
-        T* __restrict sv = sd;
-        const T* __restrict pv = pd;
-        for (index_t i = i0; i < i1; ++i) sv[i] = a * pv[i] + r * sv[i];
-      });
-    });
+    model.for_each_parameter([&](const std::string& n, auto& p) { B::axpby(a, p.value.cview(), r, shadow.at(n).view()); });
   }
   // A separate model with the averaged weights (everything else, buffers included, copied from
   // `live`): the live model is never overwritten, so the two cannot be confused.

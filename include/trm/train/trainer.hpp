@@ -47,17 +47,6 @@ class NonFiniteError : public ValueError {
 
 namespace detail {
 
-// Flat index of the first NaN or infinity in `v`, or -1. The clean case (every call) is one
-// vectorised pass (Eigen's allFinite, at memory speed); only a bad tensor is scanned again.
-template <class T>
-std::ptrdiff_t first_non_finite(std::span<const T> v) {
-  using A = Eigen::Array<T, Eigen::Dynamic, 1>;
-  if (v.empty() || Eigen::Map<const A>(v.data(), Eigen::Index(v.size())).allFinite()) return -1;
-  for (std::size_t i = 0; i < v.size(); ++i)
-    if (!std::isfinite(v[i])) return std::ptrdiff_t(i);
-  return -1;
-}
-
 // "element 37 [0, 37] = nan" of a tensor of logical (checkpoint) shape `shape`, C order.
 template <class T>
 std::string non_finite_element(std::ptrdiff_t flat, const std::vector<index_t>& shape, T value) {
@@ -145,18 +134,18 @@ class Trainer {
     lr_scale_ = scale;
   }
   double lr_scale() const { return lr_scale_; }
-  Ema<S>& ema() { return ema_; }
-  const Ema<S>& ema() const { return ema_; }
+  Ema<S, space>& ema() { return ema_; }
+  const Ema<S, space>& ema() const { return ema_; }
   // A copy of the model with the EMA weights (what the reference evaluates and saves).
   M ema_model() const { return ema_.averaged_model(model_); }
-  std::map<std::string, AdamState<S>>& optimizer_state() { return opt_state_; }
+  std::map<std::string, AdamState<S, space>>& optimizer_state() { return opt_state_; }
   Rng& rng() { return rng_; }
   const Opt& optimizer() const { return opt_; }
   halting_type& halting() { return halting_; }
 
   // Gradient of the puzzle rows of the last call, [B, D] (before the sign-SGD update).
   const DynTensor<S, 2, space>& puzzle_row_grad() const { return puzzle_row_grad_; }
-  // Logits [B, L, V] and q [B, 2] of the last call.
+  // Logits [B, L, V] and q [B, 2] of the last call (in the backend's memory space).
   const DynTensor<S, 3, space>& logits() const { return logits_; }
   const DynTensor<S, 2, space>& q() const { return q_; }
   // Argmax tokens [B * L] of the last call, and the q_continue targets [B] (empty unless the
@@ -170,29 +159,31 @@ class Trainer {
     const index_t b = incoming.size();
     adopt(incoming);
     const auto& data = carry_.data;
+    // The call's one copy of the batch into the backend's space (a plain copy on the host).
+    model_.check_batch(data);
+    upload(data.inputs, inputs_);
+    upload(data.labels, labels_);
+    upload(data.puzzle_identifiers, puzzle_ids_);
     x_.resize(b, M::total_len, M::hidden);
-    model_.embed(data, x_.view());
+    model_.embed(inputs_.cview(), puzzle_ids_.cview(), x_.view());
     const auto& recursion = model_.recursion();
     recursion.forward(model_, tape_, x_.cview(), carry_.y.view(), carry_.z.view(), true);
     logits_.resize(b, M::seq_len, M::vocab);
     q_.resize(b, 2);
     model_.heads(carry_.y.cview(), logits_.view(), q_.view(), head_cache_);
 
-    // Halting decision after this step (training mode).
+    // Halting decision after this step (training mode), on the host from a copy of q [B, 2].
+    download(q_, q_host_);
     std::vector<float> qh(b), qc(b);
     for (index_t r = 0; r < b; ++r) {
-      qh[r] = float(q_(r, 0));
-      qc[r] = float(q_(r, 1));
+      qh[r] = float(q_host_(r, 0));
+      qc[r] = float(q_host_(r, 1));
       carry_.steps[r] += 1;
     }
-    predictions_.resize(std::size_t(b * M::seq_len));
-    for (index_t r = 0; r < b; ++r)
-      for (index_t t = 0; t < M::seq_len; ++t) {
-        index_t best = 0;
-        for (index_t k = 1; k < M::vocab; ++k)
-          if (logits_(r, t, k) > logits_(r, t, best)) best = k;
-        predictions_[std::size_t(r * M::seq_len + t)] = std::int32_t(best);
-      }
+    predictions_dev_.resize(b, M::seq_len);
+    Bk::argmax_rows(logits_.cview(), predictions_dev_.view());
+    download(predictions_dev_, predictions_host_);
+    predictions_.assign(predictions_host_.data(), predictions_host_.data() + b * M::seq_len);
     HaltingInputs hin{qh, qc, carry_.steps};
     hin.predictions = predictions_;
     halting_.decide_training(hin, rng_, carry_.halted);
@@ -207,7 +198,7 @@ class Trainer {
     // Losses; backward of total / B.
     const double inv_b = 1.0 / double(b);
     dlogits_.resize(b, M::seq_len, M::vocab);
-    auto tl = token_loss<S>(options_.loss, logits_.cview(), data.labels.cview(), dlogits_.view(), inv_b);
+    auto tl = Bk::token_loss(options_.loss, logits_.cview(), labels_.cview(), dlogits_.view(), inv_b);
     std::vector<float> dqh(b), dqc(b);
     const auto q_loss = halting_.loss(hin, tl.seq_correct, dqh, dqc, 0.5 * inv_b);
     double q_halt_loss = double(q_loss), q_continue_loss = 0;
@@ -215,11 +206,12 @@ class Trainer {
       q_halt_loss = q_loss.q_halt;
       q_continue_loss = q_loss.q_continue;
     }
-    dq_.resize(b, 2);
+    dq_host_.resize(b, 2);
     for (index_t r = 0; r < b; ++r) {
-      dq_(r, 0) = S(dqh[r]);
-      dq_(r, 1) = S(dqc[r]);
+      dq_host_(r, 0) = S(dqh[r]);
+      dq_host_(r, 1) = S(dqc[r]);
     }
+    upload(dq_host_, dq_);
     StepMetrics m;
     m.batch_rows = int(b);
     m.lm_loss = tl.loss;
@@ -242,7 +234,7 @@ class Trainer {
     dx_.zero();
     recursion.backward(model_, tape_, dy_.cview(), dx_.view());
     puzzle_row_grad_.resize(b, M::puzzle_emb_ndim);
-    model_.embed_backward(data, dx_.cview(), puzzle_row_grad_.view());
+    model_.embed_backward(inputs_.cview(), dx_.cview(), puzzle_row_grad_.view());
     if (options_.check_finite) check_gradients();
 
     ++step_;
@@ -250,10 +242,10 @@ class Trainer {
     m.puzzle_emb_lr = options_.schedule(options_.puzzle_emb_lr, step_) * lr_scale_;
     if (update) {
       if constexpr (M::puzzle_emb_ndim > 0)
-        SignSgd{options_.puzzle_emb_lr, options_.puzzle_emb_weight_decay}.update(
-            model_.puzzle_emb.value, data.puzzle_identifiers.span(), puzzle_row_grad_, m.puzzle_emb_lr);
+        SignSgd{options_.puzzle_emb_lr, options_.puzzle_emb_weight_decay}.template update<Bk>(
+            model_.puzzle_emb.value, data.puzzle_identifiers.span(), puzzle_row_grad_, m.puzzle_emb_lr, segments_);
       model_.for_each_parameter([&](const std::string& name, auto& p) {
-        opt_.update(p.value, p.grad, opt_state_[name], m.lr, step_);
+        opt_.template update<Bk>(p.value, p.grad, opt_state_[name], m.lr, step_);
         p.zero_grad();
       });
       // Before the EMA: its shadow keeps the average of the last good weights.
@@ -278,17 +270,18 @@ class Trainer {
                            "; the weights were not updated (a diverging run: lower the learning rate, check the data)");
     };
     model_.for_each_parameter([&](const std::string& name, auto& p) {
-      if (const auto i = detail::first_non_finite(std::as_const(p.grad).span()); i >= 0)
+      if (const auto i = Bk::first_non_finite(p.grad.cview()); i >= 0)
         fail("the gradient of '" + name + "' " + format_shape(p.shape) + " is not finite: " +
-             detail::non_finite_element(i, p.shape, std::as_const(p.grad).span()[std::size_t(i)]));
+             detail::non_finite_element(i, p.shape, download_element(p.grad, index_t(i))));
     });
     if constexpr (M::puzzle_emb_ndim > 0) {
-      const auto g = std::as_const(puzzle_row_grad_).span();
-      if (const auto i = detail::first_non_finite(g); i >= 0) {
+      if (const auto i = Bk::first_non_finite(puzzle_row_grad_.cview()); i >= 0) {
         const index_t row = index_t(i) / M::puzzle_emb_ndim, col = index_t(i) % M::puzzle_emb_ndim;
         const index_t id = carry_.data.puzzle_identifiers(row);
         fail("the gradient of 'puzzle_emb.weights' (puzzle " + std::to_string(id) + ", batch row " + std::to_string(row) +
-             ") is not finite: " + detail::non_finite_element(index_t(id) * M::puzzle_emb_ndim + col, model_.puzzle_emb.shape, g[std::size_t(i)]));
+             ") is not finite: " +
+             detail::non_finite_element(index_t(id) * M::puzzle_emb_ndim + col, model_.puzzle_emb.shape,
+                                        download_element(puzzle_row_grad_, index_t(i))));
       }
     }
   }
@@ -296,10 +289,10 @@ class Trainer {
   // The weights the update of call step_ wrote: the dense parameters and the puzzle table.
   void check_weights() {
     auto check = [&](const std::string& name, const auto& p) {
-      if (const auto i = detail::first_non_finite(p.value.span()); i >= 0)
+      if (const auto i = Bk::first_non_finite(p.value.cview()); i >= 0)
         throw NonFiniteError("Trainer::step: step " + std::to_string(step_) + ": the update made weight '" + name + "' " +
                              format_shape(p.shape) + " non-finite: " +
-                             detail::non_finite_element(i, p.shape, p.value.span()[std::size_t(i)]) +
+                             detail::non_finite_element(i, p.shape, download_element(p.value, index_t(i))) +
                              " (finite gradients: check the optimiser settings, e.g. beta1 < 1, and the learning rate); "
                              "the model is unusable, reload a checkpoint");
     };
@@ -318,10 +311,11 @@ class Trainer {
     next_logits_.resize(b, M::seq_len, M::vocab);
     next_q_.resize(b, 2);
     model_.heads(next_y_.cview(), next_logits_.view(), next_q_.view(), next_head_cache_);
+    download(next_q_, q_host_);
     std::vector<float> nqh(b), nqc(b);
     for (index_t r = 0; r < b; ++r) {
-      nqh[r] = float(next_q_(r, 0));
-      nqc[r] = float(next_q_(r, 1));
+      nqh[r] = float(q_host_(r, 0));
+      nqc[r] = float(q_host_(r, 1));
     }
     target_q_continue_.resize(std::size_t(b));
     // Guarded so that explicit instantiations of a Trainer whose policy has no Q-continue target
@@ -361,8 +355,8 @@ class Trainer {
   TrainOptions options_;
   halting_type halting_;
   Rng rng_;
-  Ema<S> ema_;
-  std::map<std::string, AdamState<S>> opt_state_;
+  Ema<S, space> ema_;
+  std::map<std::string, AdamState<S, space>> opt_state_;
   long step_ = 0;
   double lr_scale_ = 1.0;
   Carry<M> carry_;
@@ -370,6 +364,13 @@ class Trainer {
   typename M::HeadCache head_cache_;
   DynTensor<S, 3, space> x_, logits_, dlogits_, dy_, dx_;
   DynTensor<S, 2, space> q_, dq_, puzzle_row_grad_;
+  // The carried batch in the backend's space, uploaded once per call.
+  DynTensor<std::int32_t, 2, space> inputs_, labels_, predictions_dev_;
+  DynTensor<std::int32_t, 1, space> puzzle_ids_;
+  PuzzleRowSegmentBuffers<space> segments_;
+  // The host side of the per-call copies: q [B, 2] down, its gradient up, the argmax tokens down.
+  DynTensor<S, 2> q_host_, dq_host_;
+  DynTensor<std::int32_t, 2> predictions_host_;
   std::vector<std::int32_t> predictions_;
   // the Q-learning target's extra forward (own tape and head cache: the recorded ones stay intact)
   typename schedule::template Tape<M> next_tape_;
