@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <trm/trm.hpp>
 
+#include "support/fixture_configs.hpp"
 #include "support/parity.hpp"
 
 namespace {
@@ -27,14 +28,6 @@ namespace {
 using namespace trm;
 using namespace trm::test;
 
-struct HrmConfig {
-  static constexpr int rows = 9, cols = 9, vocab = 11, hidden = 64, layers = 2;
-  static constexpr ConfigOptions options{.puzzle_emb_len = 1};
-  using mixer = AttentionMixer<2>;  // RoPE by default
-  using schedule = HrmRecursion<2, 2>;
-  using halting = QLearningHalting<4>;
-};
-static_assert(ModelConfig<HrmConfig>);
 constexpr index_t batch_size = 4;
 
 io::SafetensorsFile load_hrm_fixture() {

@@ -13,6 +13,7 @@
 #include <string>
 #include <trm/trm.hpp>
 
+#include "support/fixture_configs.hpp"
 #include "support/parity.hpp"
 
 namespace {
@@ -20,19 +21,6 @@ namespace {
 using namespace trm;
 using namespace trm::test;
 
-struct MlpConfig {
-  static constexpr int rows = 9, cols = 9, vocab = 11, hidden = 64, layers = 2;
-  using mixer = TokenMlpMixer;
-  using schedule = TrmRecursion<3, 2>;
-  using halting = BceHalting<4>;
-};
-struct AttConfig {
-  static constexpr int rows = 9, cols = 9, vocab = 11, hidden = 64, layers = 2;
-  using mixer = AttentionMixer<2>;
-  using schedule = TrmRecursion<3, 2>;
-  using halting = BceHalting<4>;
-};
-static_assert(ModelConfig<MlpConfig> && ModelConfig<AttConfig>);
 struct SudokuMlp {
   static constexpr int rows = 9, cols = 9, vocab = 11, hidden = 512, layers = 2;
   using mixer = TokenMlpMixer;
@@ -64,17 +52,6 @@ void check_single_call(const char* file_name) {
   CHECK(check_gradients(model, trainer, f).size() == 12);  // every trainable tensor has a reference gradient
 }
 
-template <class Cfg>
-void check_trajectory(const char* file_name) {
-  OneGemmThread one_thread;  // see tolerances.hpp, "the 20-call trajectory"
-  const auto f = load_fixture(file_name);
-  Model<Cfg> model({.puzzle_ids = 3});
-  load_model(model, f, {"weights."}, true);
-  Trainer trainer(model, fixture_adam(f), fixture_options(f));
-  run_trajectory(trainer, f, [](index_t, const StepMetrics&) {});
-  check_final_state(model, trainer, f);
-}
-
 }  // namespace
 
 TEST_CASE("parity: TRM-MLP one supervision step (outputs, carry, losses, every gradient)") {
@@ -87,10 +64,10 @@ TEST_CASE("parity: TRM-Att one supervision step (outputs, carry, losses, every g
   check_single_call<AttConfig>("trm_att_h64.safetensors");
 }
 TEST_CASE("parity: TRM-MLP 20 training calls (AdamATan2, warmup + cosine, sign-SGD, EMA)") {
-  check_trajectory<MlpConfig>("trm_mlp_h64.safetensors");
+  check_fixture_trajectory<MlpConfig>("trm_mlp_h64.safetensors");
 }
 TEST_CASE("parity: TRM-Att 20 training calls (AdamATan2, warmup + cosine, sign-SGD, EMA)") {
-  check_trajectory<AttConfig>("trm_att_h64.safetensors");
+  check_fixture_trajectory<AttConfig>("trm_att_h64.safetensors");
 }
 // tools/test.sh reruns this executable under OPENBLAS_CORETYPE=Prescott / Haswell / SkylakeX: the
 // kernels in use must be the ones asked for (OpenBLAS falls back to others on a CPU that cannot run

@@ -12,7 +12,7 @@
 #      speed-up over the faster PyTorch, and the fraction of the GPU's measured bf16 GEMM rate.
 # Results go to $OUT (the device tool's output folder) or /tmp/gpu_check.
 #
-#   bash tools/gpu_check.sh --build-only     # on the CPU machine: build-gpu/bin (about 10 min on 2 cores)
+#   bash tools/gpu_check.sh --build-only     # on the CPU machine: build-gpu/bin (about 10 min on 2 cores, ~6 MB)
 #   bash tools/gpu_check.sh                  # on the GPU machine
 # Environment: TRM_GPU_BIN (default build-gpu/bin), TRM_GPU_ARCH (default 90), TRM_GPU_QUICK=1
 # (the smaller benchmark set), TRM_GPU_SKIP_TORCH=1.
@@ -27,12 +27,21 @@ targets=(trm_gpu_launcher test_backend_cuda test_model_cuda bench_cuda)
 build() {
     local dir=$root/build-gpu
     cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=Release -DTRM_ENABLE_CUDA=ON -DTRM_BUILD_TESTS=ON \
-          -DTRM_BUILD_BENCHMARKS=ON -DTRM_BUILD_EXAMPLES=OFF -DCMAKE_CUDA_ARCHITECTURES="${TRM_GPU_ARCH:-90}" >"$out/configure.log" 2>&1 ||
+          -DTRM_BUILD_BENCHMARKS=ON -DTRM_BUILD_EXAMPLES=OFF -DTRM_USE_OPENBLAS=OFF \
+          -DCMAKE_CUDA_ARCHITECTURES="${TRM_GPU_ARCH:-90}" >"$out/configure.log" 2>&1 ||
         { tail -20 "$out/configure.log"; return 1; }
     cmake --build "$dir" -j"$(nproc)" --target "${targets[@]}" >"$out/build.log" 2>&1 || { grep -m5 -A5 error "$out/build.log"; return 1; }
     mkdir -p "$dir/bin"
     cp "$dir/tests/trm_gpu_launcher" "$dir/tests/test_backend_cuda" "$dir/tests/test_model_cuda" "$dir/benchmarks/bench_cuda" "$dir/bin/"
     strip "$dir/bin/"* 2>/dev/null || true
+    # Libraries a GPU machine may lack (not CUDA's, not the C/C++ runtime): carried beside the binaries.
+    # (Without OpenBLAS: the CPU side of the comparisons uses Eigen's GEMM, and the carry stays small.)
+    mkdir -p "$dir/bin/lib"
+    for f in "$dir/bin/"*; do
+        [[ -f $f ]] || continue
+        ldd "$f" | awk '/=> \// {print $3}' | grep -Ev '/(libc|libm|libgcc_s|libstdc\+\+|libpthread|libdl|librt|ld-linux[^/]*)\.so|/libcu|/libnv' |
+            xargs -r -I{} cp -L {} "$dir/bin/lib/"
+    done
     echo "gpu_check: built ${targets[*]} into $dir/bin ($(du -sh "$dir/bin" | cut -f1))"
 }
 
@@ -53,6 +62,7 @@ fi
 echo "gpu_check: binaries from $bin ($(( $(date +%s) - start )) s)"
 
 export TRM_TEST_DATA_DIR=$root/tests/data
+export LD_LIBRARY_PATH=$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 for t in test_backend_cuda test_model_cuda; do
     echo "=== $t"
     timeout 180 "$bin/$t" --duration=true >"$out/$t.log" 2>&1

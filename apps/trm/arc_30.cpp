@@ -2,5 +2,5 @@
 #include "arc_impl.hpp"
 
 namespace trmcli {
-TRM_CLI_INSTANTIATE_ARC(30)
+TRM_CLI_INSTANTIATE_ARC(30, trm::cpu)
 }  // namespace trmcli

@@ -204,31 +204,31 @@ int arc_submit_model(const ArcSubmitArgs& a, const CheckpointInfo& info) {
 }
 
 // ---- entry points (instantiated per canvas in arc_<side>.cpp) ---------------------------------------------
-template <int Side>
+template <int Side, class B>
 int arc_train(const TrainArgs& a, const std::optional<CheckpointInfo>& resume) {
   using TaskT = arc::CanvasTask<Side>;
   if (a.data.empty()) throw CliError("trm arc train: give --data DIR, an ARC build (`trm arc build` or the official builder's)");
-  return with_model<TaskT>(a.model, [&]<class M>() {
+  return with_model<TaskT, B>(a.model, [&]<class M>() {
     if (a.optimizer == "adam-atan2") return train_task<TaskT, M, trm::AdamAtan2>(a, resume, TaskT{}, {}, "ARC dataset");
     return train_task<TaskT, M, trm::AdamW>(a, resume, TaskT{}, {}, "ARC dataset");
   });
 }
-template <int Side>
+template <int Side, class B>
 int arc_eval(const ArcEvalArgs& a, const CheckpointInfo& info) {
-  return with_model<arc::CanvasTask<Side>>(info.spec, [&]<class M>() { return arc_eval_model<Side, M>(a, info); });
+  return with_model<arc::CanvasTask<Side>, B>(info.spec, [&]<class M>() { return arc_eval_model<Side, M>(a, info); });
 }
-template <int Side>
+template <int Side, class B>
 int arc_submit(const ArcSubmitArgs& a, const CheckpointInfo& info) {
   const bool atan2 = info.train.is_object() && info.train.contains("optimizer") && info.train["optimizer"] == "adam-atan2";
-  return with_model<arc::CanvasTask<Side>>(info.spec, [&]<class M>() {
+  return with_model<arc::CanvasTask<Side>, B>(info.spec, [&]<class M>() {
     if (atan2) return arc_submit_model<Side, M, trm::AdamAtan2>(a, info);
     return arc_submit_model<Side, M, trm::AdamW>(a, info);
   });
 }
 
-#define TRM_CLI_INSTANTIATE_ARC(S)                                                           \
-  template int arc_train<S>(const TrainArgs&, const std::optional<CheckpointInfo>&);       \
-  template int arc_eval<S>(const ArcEvalArgs&, const CheckpointInfo&);                     \
-  template int arc_submit<S>(const ArcSubmitArgs&, const CheckpointInfo&);
+#define TRM_CLI_INSTANTIATE_ARC(S, B)                                                           \
+  template int arc_train<S, B>(const TrainArgs&, const std::optional<CheckpointInfo>&);       \
+  template int arc_eval<S, B>(const ArcEvalArgs&, const CheckpointInfo&);                     \
+  template int arc_submit<S, B>(const ArcSubmitArgs&, const CheckpointInfo&);
 
 }  // namespace trmcli

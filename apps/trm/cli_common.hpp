@@ -261,6 +261,7 @@ struct TrainArgs {
   std::vector<std::string> holdout;
   bool plot = true;
   int threads = 0;
+  std::string device = "cpu";  // cpu | cuda (see kDeviceHelp)
   bool quiet = false;
 };
 
@@ -272,6 +273,7 @@ struct SolveArgs {
   int steps = 0;  // 0: the checkpoint's N_sup
   int batch = 64;
   int threads = 0;
+  std::string device = "cpu";
   ExpectedSpec expect;
 };
 
@@ -283,6 +285,7 @@ struct EvalArgs {
   int steps = 0;
   int batch = 256;
   int threads = 0;
+  std::string device = "cpu";
   bool early_exit_headline = false;
   std::string data;  // evaluate on <data>/test (a reference-format dataset) instead of --input
   ExpectedSpec expect;

@@ -49,19 +49,19 @@ using MlpFor = trm::TokenMlpMixer;
 template <int H>
 using AttFor = trm::AttentionMixer<H / kHeadDim>;
 
-template <class TaskT, class Mixer, int H, class F>
+template <class TaskT, class Mixer, int H, class B, class F>
 int by_prefix(const ModelSpec& s, F& f) {
   switch (s.prefix) {
-    case 4: return f.template operator()<trm::Model<TaskModelConfig<TaskT, Mixer, H, 2, 4>>>();
+    case 4: return f.template operator()<trm::Model<TaskModelConfig<TaskT, Mixer, H, 2, 4>, B>>();
   }
   throw CliError("internal error: prefix " + std::to_string(s.prefix) + " is not dispatched");
 }
-template <class TaskT, template <int> class MixerFor, class F>
+template <class TaskT, template <int> class MixerFor, class B, class F>
 int by_hidden(const ModelSpec& s, F& f) {
   switch (s.hidden) {
-    case 64: return by_prefix<TaskT, MixerFor<64>, 64>(s, f);
-    case 128: return by_prefix<TaskT, MixerFor<128>, 128>(s, f);
-    case 256: return by_prefix<TaskT, MixerFor<256>, 256>(s, f);
+    case 64: return by_prefix<TaskT, MixerFor<64>, 64, B>(s, f);
+    case 128: return by_prefix<TaskT, MixerFor<128>, 128, B>(s, f);
+    case 256: return by_prefix<TaskT, MixerFor<256>, 256, B>(s, f);
   }
   throw CliError("internal error: hidden " + std::to_string(s.hidden) + " is not dispatched");
 }
@@ -74,14 +74,15 @@ inline constexpr bool attention_only_task = false;
 // cli_common.hpp: mixer x hidden x layers x prefix, for the task's size); anything else is a
 // CliError listing the supported values.
 
-template <class TaskT, class F>
+// B: the backend the model runs on (trm::cpu, or the GPU's).
+template <class TaskT, class B, class F>
 int with_model(const ModelSpec& s, F&& f) {
   s.validate();
   if constexpr (attention_only_task<TaskT>) {
-    return by_hidden<TaskT, AttFor>(s, f);
+    return by_hidden<TaskT, AttFor, B>(s, f);
   } else {
-    if (s.mixer == "mlp") return by_hidden<TaskT, MlpFor>(s, f);
-    return by_hidden<TaskT, AttFor>(s, f);
+    if (s.mixer == "mlp") return by_hidden<TaskT, MlpFor, B>(s, f);
+    return by_hidden<TaskT, AttFor, B>(s, f);
   }
 }
 
@@ -261,7 +262,7 @@ int train_task(const TrainArgs& a, const std::optional<CheckpointInfo>& resume, 
   to.puzzle_emb_weight_decay = a.puzzle_emb_wd;
   trm::Trainer<M, Opt> trainer(model, opt, to);
 
-  std::printf("trm %s train: %s\n", a.model.task.c_str(), a.model.describe().c_str());
+  std::printf("trm %s train: %s (backend %s)\n", a.model.task.c_str(), a.model.describe().c_str(), M::backend_type::name);
   std::printf("  %lld parameters; %d net calls per supervision step; batch %d, %s lr %g (warmup %ld%s), wd %g, "
               "EMA %g, %s loss, %s, seed %llu, %d thread(s)\n",
               static_cast<long long>(model.num_parameters()), model.recursion().net_calls_per_step(), a.batch, Opt::name,

@@ -16,7 +16,33 @@
 
 #include "cli_common.hpp"
 
+// The backend of `--device cuda` (trm/backend/cuda.hpp, defined only where nvcc compiles): named
+// here so that main.cpp, compiled by the C++ compiler, can call the entry points instantiated for it
+// in the *_cuda.cu translation units.
+namespace trm {
+struct cuda_bf16;
+}
+
 namespace trmcli {
+
+// `--device`: cpu (trm::cpu), or cuda: trm::cuda_bf16 (bf16 GEMM inputs on tensor cores, fp32
+// accumulation, master weights and state: the reference's forward_dtype = bfloat16). The GPU is
+// compiled in when trm is configured with CUDA (TRM_CLI_CUDA), for the official sizes: Sudoku 9x9
+// (3x3 boxes), mazes 30x30, ARC 30x30.
+using GpuBackend = trm::cuda_bf16;
+inline constexpr const char* kDeviceHelp =
+    "cpu, or cuda: the GPU with bf16 GEMMs and fp32 state (Sudoku 3x3 boxes, maze 30, ARC 30; needs a trm built with CUDA)";
+#if defined(TRM_CLI_CUDA)
+inline constexpr bool kCliHasCuda = true;
+// Whether a CUDA device can be used; `why` says why not (defined in sudoku_3x3_cuda.cu).
+bool cuda_device_available(std::string& why);
+#else
+inline constexpr bool kCliHasCuda = false;
+inline bool cuda_device_available(std::string& why) {
+  why = "this trm was built without CUDA (configure with -DTRM_ENABLE_CUDA=ON and nvcc on PATH)";
+  return false;
+}
+#endif
 
 // What `trm <task> train` stores in the metadata of its checkpoints.
 struct CheckpointInfo {
@@ -157,17 +183,18 @@ inline void apply_saved_flags(TrainArgs& a, const json& j, const std::set<std::s
   fixed("data", a.data);
 }
 
-template <int R, int C>
+// B: trm::cpu, or GpuBackend where compiled (TRM_CLI_INSTANTIATE* in the *_cuda.cu files).
+template <int R, int C, class B>
 int sudoku_train(const TrainArgs& a, const std::optional<CheckpointInfo>& resume);
-template <int R, int C>
+template <int R, int C, class B>
 int sudoku_solve(const SolveArgs& a, const CheckpointInfo& info);
-template <int R, int C>
+template <int R, int C, class B>
 int sudoku_eval(const EvalArgs& a, const CheckpointInfo& info);
-template <int Side>
+template <int Side, class B>
 int maze_train(const TrainArgs& a, const std::optional<CheckpointInfo>& resume);
-template <int Side>
+template <int Side, class B>
 int maze_solve(const SolveArgs& a, const CheckpointInfo& info);
-template <int Side>
+template <int Side, class B>
 int maze_eval(const EvalArgs& a, const CheckpointInfo& info);
 
 }  // namespace trmcli
@@ -184,6 +211,7 @@ struct ArcEvalArgs {
   int threads = 0;
   int variants = 0;   // per test input, the first this many variants of its group (0: all)
   std::string submission;  // write submission.json here
+  std::string device = "cpu";
 };
 
 // `trm arc submit`: a challenges file and a checkpoint -> submission.json (the Kaggle flow).
@@ -200,14 +228,15 @@ struct ArcSubmitArgs {
   double finetune_lr = 1e-4;
   long finetune_warmup = 0;
   double finetune_minutes = 0;
+  std::string device = "cpu";
   bool quiet = false;
 };
 
-template <int Side>
+template <int Side, class B>
 int arc_train(const TrainArgs& a, const std::optional<CheckpointInfo>& resume);
-template <int Side>
+template <int Side, class B>
 int arc_eval(const ArcEvalArgs& a, const CheckpointInfo& info);
-template <int Side>
+template <int Side, class B>
 int arc_submit(const ArcSubmitArgs& a, const CheckpointInfo& info);
 
 }  // namespace trmcli

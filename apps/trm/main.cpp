@@ -103,6 +103,20 @@ int by_maze_size(const std::string& size, F&& f) {
                  join_values(kSupportedMazeSizes) + "; model sizes are compile-time constants)");
 }
 
+// Runs f.template operator()<B>() with the backend of --device (kDeviceHelp). `gpu_size` says whether
+// the GPU's entry points were compiled for the task's size (`what` names it).
+template <class F>
+int on_device(const std::string& device, bool gpu_size, const std::string& what, F&& f) {
+  if (device == "cpu") return f.template operator()<trm::cpu>();
+  if (device != "cuda") throw CliError("--device: expected cpu or cuda, found '" + device + "'");
+  std::string why;
+  if (!cuda_device_available(why)) throw CliError("--device cuda: " + why);
+  if (!gpu_size)
+    throw CliError("--device cuda: the GPU is compiled for Sudoku 3x3 boxes, 30x30 mazes and the 30x30 ARC canvas, not " + what);
+  if constexpr (kCliHasCuda) return f.template operator()<GpuBackend>();
+  return kExitError;  // not reached: cuda_device_available is false without CUDA
+}
+
 // "RxC" -> (R, C), each 5..30.
 static std::pair<int, int> parse_maze_size(const std::string& size) {
   const auto x = size.find('x');
@@ -300,6 +314,7 @@ static CLI::App* add_train_command(CLI::App* parent, TrainArgs& ta, const std::s
   train->add_option("--holdout", ta.holdout, "File(s) of " + noun + " never to train on (e.g. the test set)");
   train->add_flag("!--no-plot", ta.plot, "Do not draw curve.png with gnuplot");
   train->add_option("--threads", ta.threads, "CPU threads (0: all cores, at most 2)")->capture_default_str();
+  train->add_option("--device", ta.device, kDeviceHelp)->capture_default_str();
   train->add_flag("--quiet", ta.quiet, "No progress bar");
   return train;
 }
@@ -386,6 +401,7 @@ static void add_task_commands(CLI::App& app, TaskCommands& t) {
   t.solve->add_option("--steps", t.sa.steps, "Supervision steps (default: the checkpoint's N_sup)");
   t.solve->add_option("--batch", t.sa.batch, "Examples per batch")->capture_default_str();
   t.solve->add_option("--threads", t.sa.threads, "CPU threads (0: all cores, at most 2)")->capture_default_str();
+  t.solve->add_option("--device", t.sa.device, kDeviceHelp)->capture_default_str();
   t.solve_expect = expect_flags(t.solve, t.solve_flags, t.sa.expect);
 
   t.eval = t.self->add_subcommand("eval", maze ? "Exact and valid-and-shortest accuracy of a trained model on mazes"
@@ -400,6 +416,7 @@ static void add_task_commands(CLI::App& app, TaskCommands& t) {
   t.eval->add_option("--steps", t.ea.steps, "Supervision steps (default: the checkpoint's N_sup)");
   t.eval->add_option("--batch", t.ea.batch, "Examples per batch")->capture_default_str();
   t.eval->add_option("--threads", t.ea.threads, "CPU threads (0: all cores, at most 2)")->capture_default_str();
+  t.eval->add_option("--device", t.ea.device, kDeviceHelp)->capture_default_str();
   t.eval->add_flag("--early-exit", t.ea.early_exit_headline, "Report early exit in the final 'exact accuracy' line");
   t.eval_expect = expect_flags(t.eval, t.eval_flags, t.ea.expect);
 
@@ -479,9 +496,18 @@ static int run_train(CLI::App* train, TrainArgs& ta, const std::string& task, Di
 
 static int run_task(TaskCommands& t) {
   const bool maze = t.maze();
+  // The GPU's entry points: Sudoku 3x3 boxes and 30x30 mazes (entry.hpp).
+  auto gpu_size = [&](const std::string& size) { return maze ? size == "30x30" : size == "3x3"; };
+  auto what = [&](const std::string& size) { return std::string(maze ? "--size " : "--box ") + size; };
   auto dispatch_train = [&](const TrainArgs& a, const std::optional<CheckpointInfo>& resume) {
-    if (maze) return by_maze_size(a.model.size, [&]<int S>() { return maze_train<S>(a, resume); });
-    return by_box(a.model.size, [&]<int R, int C>() { return sudoku_train<R, C>(a, resume); });
+    return on_device(a.device, gpu_size(a.model.size), what(a.model.size), [&]<class B>() {
+      if constexpr (std::is_same_v<B, trm::cpu>) {
+        if (maze) return by_maze_size(a.model.size, [&]<int S>() { return maze_train<S, B>(a, resume); });
+        return by_box(a.model.size, [&]<int R, int C>() { return sudoku_train<R, C, B>(a, resume); });
+      } else {
+        return maze ? maze_train<30, B>(a, resume) : sudoku_train<3, 3, B>(a, resume);
+      }
+    });
   };
   auto read_info = [&](const std::string& path) { return read_task_checkpoint(path, t.task); };
   if (*t.plot) {
@@ -521,8 +547,14 @@ static int run_task(TaskCommands& t) {
     t.sa.expect.check(info.spec, t.sa.checkpoint);
     if (t.sa.batch < 1) throw CliError("--batch must be >= 1");
     check_steps_flag(t.solve, t.sa.steps);
-    if (maze) return by_maze_size(info.spec.size, [&]<int S>() { return maze_solve<S>(t.sa, info); });
-    return by_box(info.spec.size, [&]<int R, int C>() { return sudoku_solve<R, C>(t.sa, info); });
+    return on_device(t.sa.device, gpu_size(info.spec.size), what(info.spec.size), [&]<class B>() {
+      if constexpr (std::is_same_v<B, trm::cpu>) {
+        if (maze) return by_maze_size(info.spec.size, [&]<int S>() { return maze_solve<S, B>(t.sa, info); });
+        return by_box(info.spec.size, [&]<int R, int C>() { return sudoku_solve<R, C, B>(t.sa, info); });
+      } else {
+        return maze ? maze_solve<30, B>(t.sa, info) : sudoku_solve<3, 3, B>(t.sa, info);
+      }
+    });
   }
   if (*t.eval) {
     t.eval_expect();
@@ -532,8 +564,14 @@ static int run_task(TaskCommands& t) {
     if (t.ea.batch < 1) throw CliError("--batch must be >= 1");
     check_steps_flag(t.eval, t.ea.steps);
     if (t.ea.sample < 0) throw CliError("--sample must be >= 0");
-    if (maze) return by_maze_size(info.spec.size, [&]<int S>() { return maze_eval<S>(t.ea, info); });
-    return by_box(info.spec.size, [&]<int R, int C>() { return sudoku_eval<R, C>(t.ea, info); });
+    return on_device(t.ea.device, gpu_size(info.spec.size), what(info.spec.size), [&]<class B>() {
+      if constexpr (std::is_same_v<B, trm::cpu>) {
+        if (maze) return by_maze_size(info.spec.size, [&]<int S>() { return maze_eval<S, B>(t.ea, info); });
+        return by_box(info.spec.size, [&]<int R, int C>() { return sudoku_eval<R, C, B>(t.ea, info); });
+      } else {
+        return maze ? maze_eval<30, B>(t.ea, info) : sudoku_eval<3, 3, B>(t.ea, info);
+      }
+    });
   }
   return kExitUsage;
 }
@@ -591,6 +629,7 @@ static void add_arc_commands(CLI::App& app, ArcCommands& c) {
   c.eval->add_option("--steps", ea.steps, "Supervision steps (default: the checkpoint's N_sup)");
   c.eval->add_option("--batch", ea.batch, "Rows per batch")->capture_default_str();
   c.eval->add_option("--threads", ea.threads, "CPU threads (0: all cores, at most 2)")->capture_default_str();
+  c.eval->add_option("--device", ea.device, kDeviceHelp)->capture_default_str();
   c.eval->add_option("--submission", ea.submission, "Write the Kaggle submission.json here");
 
   ArcSubmitArgs& sa = c.sa;
@@ -606,6 +645,7 @@ static void add_arc_commands(CLI::App& app, ArcCommands& c) {
   c.submit->add_option("--steps", sa.steps, "Supervision steps (default: the checkpoint's N_sup)");
   c.submit->add_option("--batch", sa.batch, "Rows per batch")->capture_default_str();
   c.submit->add_option("--threads", sa.threads, "CPU threads (0: all cores, at most 2)")->capture_default_str();
+  c.submit->add_option("--device", sa.device, kDeviceHelp)->capture_default_str();
   c.submit->add_option("--finetune-steps", sa.finetune_steps, "Fine-tuning steps on the tasks' demonstrations (0: none)")
       ->capture_default_str();
   c.submit->add_option("--finetune-minutes", sa.finetune_minutes, "Fine-tuning wall-clock budget (0: none)")->capture_default_str();
@@ -622,6 +662,7 @@ int by_arc_size(const std::string& size, F&& f) {
   throw CliError("--size " + size + " is not supported for ARC (supported: " + join_values(kSupportedArcSizes) +
                  "; canvases are compile-time constants)");
 }
+
 
 static int arc_build(const ArcCommands& c) {
   namespace arc = trm::data::arc;
@@ -695,7 +736,12 @@ static int run_arc(ArcCommands& c) {
   if (*c.build) return arc_build(c);
   if (*c.train)
     return run_train(c.train, c.ta, "arc", [](const TrainArgs& a, const std::optional<CheckpointInfo>& resume) {
-                       return by_arc_size(a.model.size, [&]<int S>() { return arc_train<S>(a, resume); });
+                       return on_device(a.device, a.model.size == "30x30", "--size " + a.model.size, [&]<class B>() {
+                         if constexpr (std::is_same_v<B, trm::cpu>)
+                           return by_arc_size(a.model.size, [&]<int S>() { return arc_train<S, B>(a, resume); });
+                         else
+                           return arc_train<30, B>(a, resume);
+                       });
                      });
   if (*c.eval) {
     auto& a = c.ea;
@@ -704,7 +750,12 @@ static int run_arc(ArcCommands& c) {
     if (a.variants < 0) throw CliError("--variants must be >= 0");
     if (a.threads < 0 || a.threads > 1024) throw CliError("--threads: expected 0..1024 (0: all cores, at most 2), found " + std::to_string(a.threads));
     check_steps_flag(c.eval, a.steps);
-    return by_arc_size(info.spec.size, [&]<int S>() { return arc_eval<S>(a, info); });
+    return on_device(a.device, info.spec.size == "30x30", "--size " + info.spec.size, [&]<class B>() {
+      if constexpr (std::is_same_v<B, trm::cpu>)
+        return by_arc_size(info.spec.size, [&]<int S>() { return arc_eval<S, B>(a, info); });
+      else
+        return arc_eval<30, B>(a, info);
+    });
   }
   if (*c.submit) {
     auto& a = c.sa;
@@ -718,7 +769,12 @@ static int run_arc(ArcCommands& c) {
       throw CliError("--finetune-minutes: expected 0..1e7, found " + std::to_string(a.finetune_minutes));
     if (a.threads < 0 || a.threads > 1024) throw CliError("--threads: expected 0..1024 (0: all cores, at most 2), found " + std::to_string(a.threads));
     check_steps_flag(c.submit, a.steps);
-    return by_arc_size(info.spec.size, [&]<int S>() { return arc_submit<S>(a, info); });
+    return on_device(a.device, info.spec.size == "30x30", "--size " + info.spec.size, [&]<class B>() {
+      if constexpr (std::is_same_v<B, trm::cpu>)
+        return by_arc_size(info.spec.size, [&]<int S>() { return arc_submit<S, B>(a, info); });
+      else
+        return arc_submit<30, B>(a, info);
+    });
   }
   return kExitUsage;
 }

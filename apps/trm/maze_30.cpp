@@ -2,5 +2,5 @@
 #include "maze_impl.hpp"
 
 namespace trmcli {
-TRM_CLI_INSTANTIATE_MAZE(30)
+TRM_CLI_INSTANTIATE_MAZE(30, trm::cpu)
 }  // namespace trmcli

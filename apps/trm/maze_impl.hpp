@@ -166,7 +166,7 @@ int maze_eval_model(const EvalArgs& a, const CheckpointInfo& info) {
 }
 
 // ---- entry points (instantiated per side in maze_<side>.cpp) ----------------------------------------------
-template <int Side>
+template <int Side, class B>
 int maze_train(const TrainArgs& a, const std::optional<CheckpointInfo>& resume) {
   using TaskT = mz::MazeTask<Side>;
   const TaskT task(maze_generator(Side, a.loops, a.min_dist), /*unique_paths=*/true);
@@ -178,23 +178,23 @@ int maze_train(const TrainArgs& a, const std::optional<CheckpointInfo>& resume) 
                                                            ", min distance " + std::to_string(task.generator.min_distance) +
                                                            ", unique shortest paths)").c_str()
                                                         : "reference dataset");
-  return with_model<TaskT>(a.model, [&]<class M>() {
+  return with_model<TaskT, B>(a.model, [&]<class M>() {
     if (a.optimizer == "adam-atan2") return train_task<TaskT, M, trm::AdamAtan2>(a, resume, task, held_out, note);
     return train_task<TaskT, M, trm::AdamW>(a, resume, task, held_out, note);
   });
 }
-template <int Side>
+template <int Side, class B>
 int maze_solve(const SolveArgs& a, const CheckpointInfo& info) {
-  return with_model<mz::MazeTask<Side>>(info.spec, [&]<class M>() { return maze_solve_model<Side, M>(a, info); });
+  return with_model<mz::MazeTask<Side>, B>(info.spec, [&]<class M>() { return maze_solve_model<Side, M>(a, info); });
 }
-template <int Side>
+template <int Side, class B>
 int maze_eval(const EvalArgs& a, const CheckpointInfo& info) {
-  return with_model<mz::MazeTask<Side>>(info.spec, [&]<class M>() { return maze_eval_model<Side, M>(a, info); });
+  return with_model<mz::MazeTask<Side>, B>(info.spec, [&]<class M>() { return maze_eval_model<Side, M>(a, info); });
 }
 
-#define TRM_CLI_INSTANTIATE_MAZE(S)                                                            \
-  template int maze_train<S>(const TrainArgs&, const std::optional<CheckpointInfo>&);        \
-  template int maze_solve<S>(const SolveArgs&, const CheckpointInfo&);                       \
-  template int maze_eval<S>(const EvalArgs&, const CheckpointInfo&);
+#define TRM_CLI_INSTANTIATE_MAZE(S, B)                                                            \
+  template int maze_train<S, B>(const TrainArgs&, const std::optional<CheckpointInfo>&);        \
+  template int maze_solve<S, B>(const SolveArgs&, const CheckpointInfo&);                       \
+  template int maze_eval<S, B>(const EvalArgs&, const CheckpointInfo&);
 
 }  // namespace trmcli

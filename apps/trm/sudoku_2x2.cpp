@@ -2,5 +2,5 @@
 #include "sudoku_impl.hpp"
 
 namespace trmcli {
-TRM_CLI_INSTANTIATE(2,2)
+TRM_CLI_INSTANTIATE(2, 2, trm::cpu)
 }  // namespace trmcli

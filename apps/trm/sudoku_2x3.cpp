@@ -2,5 +2,5 @@
 #include "sudoku_impl.hpp"
 
 namespace trmcli {
-TRM_CLI_INSTANTIATE(2,3)
+TRM_CLI_INSTANTIATE(2, 3, trm::cpu)
 }  // namespace trmcli

@@ -260,7 +260,7 @@ int eval_model(const EvalArgs& a, const CheckpointInfo& info) {
 }
 
 // ---- entry points (instantiated per box shape in sudoku_<R>x<C>.cpp) ------------------------------------
-template <int R, int C>
+template <int R, int C, class B>
 int sudoku_train(const TrainArgs& a, const std::optional<CheckpointInfo>& resume) {
   using Shape = sd::SudokuShape<R, C>;
   using TaskT = sd::SudokuTask<Shape>;
@@ -270,25 +270,25 @@ int sudoku_train(const TrainArgs& a, const std::optional<CheckpointInfo>& resume
   for (const auto& h : a.holdout)
     for (const auto& p : read_puzzles<Shape>(h)) held_out.insert(trm::data::question_key(task, p.ex.puzzle));
   const std::string note = a.data.empty() ? std::to_string(a.blanks) + " blanks" : "reference dataset";
-  return with_model<TaskT>(a.model, [&]<class M>() {
+  return with_model<TaskT, B>(a.model, [&]<class M>() {
     if (a.optimizer == "adam-atan2") return train_task<TaskT, M, trm::AdamAtan2>(a, resume, task, held_out, note);
     return train_task<TaskT, M, trm::AdamW>(a, resume, task, held_out, note);
   });
 }
-template <int R, int C>
+template <int R, int C, class B>
 int sudoku_solve(const SolveArgs& a, const CheckpointInfo& info) {
   using Shape = sd::SudokuShape<R, C>;
-  return with_model<sd::SudokuTask<Shape>>(info.spec, [&]<class M>() { return solve_model<Shape, M>(a, info); });
+  return with_model<sd::SudokuTask<Shape>, B>(info.spec, [&]<class M>() { return solve_model<Shape, M>(a, info); });
 }
-template <int R, int C>
+template <int R, int C, class B>
 int sudoku_eval(const EvalArgs& a, const CheckpointInfo& info) {
   using Shape = sd::SudokuShape<R, C>;
-  return with_model<sd::SudokuTask<Shape>>(info.spec, [&]<class M>() { return eval_model<Shape, M>(a, info); });
+  return with_model<sd::SudokuTask<Shape>, B>(info.spec, [&]<class M>() { return eval_model<Shape, M>(a, info); });
 }
 
-#define TRM_CLI_INSTANTIATE(R, C)                                                                 \
-  template int sudoku_train<R, C>(const TrainArgs&, const std::optional<CheckpointInfo>&);     \
-  template int sudoku_solve<R, C>(const SolveArgs&, const CheckpointInfo&);                    \
-  template int sudoku_eval<R, C>(const EvalArgs&, const CheckpointInfo&);
+#define TRM_CLI_INSTANTIATE(R, C, B)                                                                 \
+  template int sudoku_train<R, C, B>(const TrainArgs&, const std::optional<CheckpointInfo>&);     \
+  template int sudoku_solve<R, C, B>(const SolveArgs&, const CheckpointInfo&);                    \
+  template int sudoku_eval<R, C, B>(const EvalArgs&, const CheckpointInfo&);
 
 }  // namespace trmcli

@@ -40,6 +40,23 @@ trm_cli_test(trm_cli_eval_sample "puzzles: 3 from .*exact accuracy: [0-9.]+% \\(
              ${_trm} sudoku eval --checkpoint "${TRM_CLI_CKPT}" --input "${TRM_CLI_WORK}/gen4.csv" --sample 3 --seed 1
              --threads 1)
 
+# --device: a bad value is named; cuda without a GPU (or without CUDA compiled in) or for a size the
+# GPU is not compiled for says so. On a GPU machine, a short 9x9 run on the GPU whose checkpoint is
+# then evaluated on the CPU (the same files); elsewhere it reports the missing GPU and passes.
+trm_cli_test(trm_cli_device_bad "trm: error: --device: expected cpu or cuda, found 'tpu'"
+             ${_trm} sudoku solve --checkpoint "${TRM_CLI_CKPT}" --input "${TRM_CLI_DATA}/good4.csv" --device tpu)
+trm_cli_test(trm_cli_device_cuda_size
+             "trm: error: --device cuda: (no CUDA device|this trm was built without CUDA|the GPU is compiled for .* not --box 2x2)"
+             ${_trm} sudoku solve --checkpoint "${TRM_CLI_CKPT}" --input "${TRM_CLI_DATA}/good4.csv" --device cuda)
+trm_cli_test(trm_cli_device_cuda_train "skipped: no GPU|backend cuda_bf16.*checkpoint: .*exact accuracy: [0-9.]+% \\(4 puzzles\\)"
+             sh -c "out=$(\"$1\" sudoku train --box 3x3 --hidden 64 --nsup 2 --steps 2 --batch 4 --eval-every 2 --eval-size 4 --quiet --no-plot --device cuda --out \"$2\" 2>&1)
+echo \"$out\"
+case \"$out\" in *'no CUDA device'*|*'built without CUDA'*) echo 'skipped: no GPU'
+exit 0
+esac
+\"$1\" sudoku generate --box 3x3 --count 4 --blanks 10 --seed 3 --out \"$2/q.csv\" && \"$1\" sudoku eval --checkpoint \"$2/model.safetensors\" --input \"$2/q.csv\" --device cpu"
+             sh ${_trm} "${TRM_CLI_WORK}/gpu9")
+
 # Bad input: each must name the line or field and what was expected.
 set(_solve ${_trm} sudoku solve --checkpoint "${TRM_CLI_CKPT}" --threads 1 --input)
 trm_cli_test(trm_cli_bad_fields "trm: error: .*bad_fields.csv:2: expected 1 or 2 comma-separated fields \\(PUZZLE\\[,SOLUTION\\]\\), found 3"

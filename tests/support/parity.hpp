@@ -135,4 +135,18 @@ void check_final_state(ModelT& model, TrainerT& trainer, const io::SafetensorsFi
         lr_e, "lr_e", table_cap);
 }
 
+// The whole trajectory check of a TRM fixture for Model<Cfg, B>: weights loaded, 20 calls
+// restarted from the recorded carry, the final state element by element (one GEMM thread on the
+// CPU: tolerances.hpp, "the 20-call trajectory").
+template <class Cfg, class B = cpu>
+void check_fixture_trajectory(const char* file_name) {
+  OneGemmThread one_thread;
+  const auto f = load_fixture(file_name);
+  Model<Cfg, B> model({.puzzle_ids = 3});  // the fixture's puzzle table has 3 rows
+  load_model(model, f, {"weights."}, true);
+  Trainer trainer(model, fixture_adam(f), fixture_options(f));
+  run_trajectory(trainer, f, [](index_t, const StepMetrics&) {});
+  check_final_state(model, trainer, f);
+}
+
 }  // namespace trm::test

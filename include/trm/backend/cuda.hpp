@@ -336,14 +336,6 @@ __global__ void rope_k(Mat<T> x, Mat<const T> c, Mat<const T> s, bool transpose)
     }
   }
 }
-// flag = the smallest row whose id is outside [0, limit) (flag starts at INT_MAX).
-template <class I>
-__global__ void check_ids_k(Vec<const I> ids, index_t limit, int* flag) {
-  TRM_GRID_STRIDE(r, ids.n) {
-    I id = ids(r);
-    if (id < 0 || static_cast<index_t>(id) >= limit) atomicMin(flag, static_cast<int>(r));
-  }
-}
 template <class T>
 __global__ void gather_rows_k(Mat<const T> table, Vec<const std::int32_t> ids, T scale, Mat<T> out) {
   TRM_GRID_STRIDE(e, out.rows * out.cols) {
@@ -435,6 +427,16 @@ __global__ void dot_k(Mat<const T> a, Mat<const T> b, double* partial) {
 }
 
 // ---- model-level ops (backend/model_ops.hpp) ------------------------------------------------
+// Products and sums rounded one at a time, as the host computes them (nvcc would contract a * b + c
+// into one fused multiply-add, which rounds once): the optimiser and table updates then give the
+// host's bits.
+__device__ inline float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ inline double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+__device__ inline float add_rn(float a, float b) { return __fadd_rn(a, b); }
+__device__ inline double add_rn(double a, double b) { return __dadd_rn(a, b); }
+__device__ inline float sub_rn(float a, float b) { return __fsub_rn(a, b); }
+__device__ inline double sub_rn(double a, double b) { return __dsub_rn(a, b); }
+
 // flag = the smallest flat index e = r * cols + c whose id is outside [0, limit) (flag starts at INT_MAX).
 template <class I>
 __global__ void check_id_matrix_k(Mat<const I> ids, index_t limit, int* flag) {
@@ -456,7 +458,7 @@ __global__ void gather_rows3_k(Mat<const T> table, Mat<const std::int32_t> ids, 
 // to partial[c]. Pass 2 adds the chunks in order. No atomics: the same bits every run.
 template <class T>
 __global__ void scatter3_partial_k(Ten3<const T> dout, Mat<const std::int32_t> ids, index_t vocab, index_t chunk, T* partial) {
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   T* acc = reinterpret_cast<T*>(smem_raw);
   const index_t width = dout.d2, positions = dout.d0 * dout.d1;
   for (index_t i = threadIdx.x; i < vocab * width; i += blockDim.x) acc[i] = T(0);
@@ -510,11 +512,14 @@ __global__ void argmax_rows_k(Ten3<const T> logits, Mat<std::int32_t> out) {
 }
 // Token loss, pass 1: per row, the supervised count; the smallest flat index of a label outside
 // [0, V) that is not the ignore label goes to *bad (starts at INT_MAX).
-__global__ void token_count_k(Mat<const std::int32_t> labels, index_t vocab, std::int32_t* count, int* bad) {
+// (Kernels are templates, as every kernel of this header-only backend: a non-template __global__
+// function defined in a header would be defined again in every translation unit.)
+template <class I>
+__global__ void token_count_k(Mat<const I> labels, index_t vocab, I* count, int* bad) {
   for (index_t r = blockIdx.x; r < labels.rows; r += gridDim.x) {
     int n = 0;
     for (index_t t = threadIdx.x; t < labels.cols; t += blockDim.x) {
-      const std::int32_t y = labels(r, t);
+      const I y = labels(r, t);
       if (y != -100) {
         ++n;
         if (y < 0 || y >= vocab) atomicMin(bad, static_cast<int>(r * labels.cols + t));
@@ -577,8 +582,8 @@ struct TokenRow {
   std::int32_t count;  // supervised positions
   std::int32_t correct;
 };
-__global__ void token_rows_k(index_t rows, index_t L, const double* term, const std::int32_t* correct, const std::int32_t* count,
-                             TokenRow* out) {
+template <class I>
+__global__ void token_rows_k(index_t rows, index_t L, const double* term, const I* correct, const I* count, TokenRow* out) {
   TRM_GRID_STRIDE(r, rows) {
     double loss = 0;
     std::int32_t ok = 0;
@@ -594,34 +599,33 @@ __global__ void token_rows_k(index_t rows, index_t L, const double* term, const 
 template <class T>
 __global__ void adam_atan2_k(index_t n, T* p, const T* g, T* m, T* v, AdamAtan2Step<T> k) {
   TRM_GRID_STRIDE(i, n) {
-    T pi = p[i] * k.decay;
+    const T pi = mul_rn(p[i], k.decay);
     const T gi = g[i];
-    const T mi = m[i] + k.a1 * (gi - m[i]);
-    const T vi = v[i] + k.a2 * (gi * gi - v[i]);
+    const T mi = add_rn(m[i], mul_rn(k.a1, sub_rn(gi, m[i])));
+    const T vi = add_rn(v[i], mul_rn(k.a2, sub_rn(mul_rn(gi, gi), v[i])));
     m[i] = mi;
     v[i] = vi;
     if constexpr (std::is_same_v<T, float>)
-      pi -= k.step * detail::atan2_nonneg_x(mi, sqrtf(vi) / k.inv_sqrt_bc2);
+      p[i] = sub_rn(pi, mul_rn(k.step, detail::atan2_nonneg_x(mi, sqrtf(vi) / k.inv_sqrt_bc2)));
     else
-      pi -= k.step * atan2(mi, sqrt(vi) / k.inv_sqrt_bc2);
-    p[i] = pi;
+      p[i] = sub_rn(pi, mul_rn(k.step, atan2(mi, sqrt(vi) / k.inv_sqrt_bc2)));
   }
 }
 template <class T>
 __global__ void adamw_k(index_t n, T* p, const T* g, T* m, T* v, AdamWStep<T> k) {
   TRM_GRID_STRIDE(i, n) {
-    const T pi = p[i] * k.decay;
+    const T pi = mul_rn(p[i], k.decay);
     const T gi = g[i];
-    const T mi = k.b1 * m[i] + (T(1) - k.b1) * gi;
-    const T vi = k.b2 * v[i] + (T(1) - k.b2) * gi * gi;
+    const T mi = add_rn(mul_rn(k.b1, m[i]), mul_rn(sub_rn(T(1), k.b1), gi));
+    const T vi = add_rn(mul_rn(k.b2, v[i]), mul_rn(mul_rn(sub_rn(T(1), k.b2), gi), gi));
     m[i] = mi;
     v[i] = vi;
-    p[i] = pi - k.step * mi / (sqrt(vi) / k.sqrt_bc2 + k.eps);
+    p[i] = sub_rn(pi, mul_rn(k.step, mi) / add_rn(sqrt(vi) / k.sqrt_bc2, k.eps));
   }
 }
 template <class T>
 __global__ void axpby_k(index_t n, T a, const T* x, T b, T* y) {
-  TRM_GRID_STRIDE(i, n) { y[i] = a * x[i] + b * y[i]; }
+  TRM_GRID_STRIDE(i, n) { y[i] = add_rn(mul_rn(a, x[i]), mul_rn(b, y[i])); }
 }
 // One thread per (segment, column): the segment's rows summed in their order, then the update.
 template <class T>
@@ -634,7 +638,7 @@ __global__ void sign_sgd_rows_k(Mat<T> table, Mat<const T> row_grads, Vec<const 
     for (std::int32_t i = offsets(u); i < offsets(u + 1); ++i) g += row_grads(rows(i), j);
     const T sign = g > T(0) ? T(1) : (g < T(0) ? T(-1) : T(0));
     T& w = table(seg_ids(u), j);
-    w = w * decay - lr * sign;
+    w = sub_rn(mul_rn(w, decay), mul_rn(lr, sign));
   }
 }
 // *first = the smallest flat index of a NaN or infinity (starts at LLONG_MAX).
@@ -715,30 +719,9 @@ struct CudaScratch {
   std::size_t workspace_bytes_ = 0;
 };
 
-// Checks ids on the device: throws ValueError (the reference's message) for the first row whose id is
-// outside [0, limit). Waits for the GPU (the flag is copied back).
-inline void cuda_check_ids(const char* op, CVectorView<std::int32_t, device_space> ids, index_t limit) {
-  using namespace cuda_kernels;
-  const index_t n = ids.extent(0);
-  if (n == 0) return;
-  if (n >= INT_MAX)
-    throw ShapeError(std::string(op) + ": at most " + std::to_string(INT_MAX - 1) + " ids, found " + std::to_string(n));
-  auto& scratch = CudaScratch::get();
-  std::lock_guard<std::mutex> lock(scratch.mutex);
-  const int init = INT_MAX;
-  TRM_CUDA_CHECK(cudaMemcpy(scratch.flag, &init, sizeof(int), cudaMemcpyHostToDevice));
-  check_ids_k<std::int32_t><<<grid_for(n), kThreads>>>(vec(ids), limit, scratch.flag);
-  TRM_CUDA_CHECK_LAUNCH("check_ids_k");
-  int bad = INT_MAX;
-  TRM_CUDA_CHECK(cudaMemcpy(&bad, scratch.flag, sizeof(int), cudaMemcpyDeviceToHost));
-  if (bad == INT_MAX) return;
-  std::int32_t id = 0;
-  TRM_CUDA_CHECK(cudaMemcpy(&id, ids.data() + bad * ids.stride(0), sizeof(id), cudaMemcpyDeviceToHost));
-  throw ValueError(std::string(op) + ": id " + std::to_string(id) + " at row " + std::to_string(bad) +
-                   " is out of range [0, " + std::to_string(limit) + ")");
-}
-
-// The same for a matrix of ids [B, L] (the batch's tokens): the first bad one is named by [b, t].
+// Checks ids [B, L] on the device (the batch's tokens; a vector of ids is a one-column matrix):
+// throws ValueError for the first one outside [0, limit), named by [b, t], or by its row for one
+// column (the reference's message). Waits for the GPU (the flag is copied back).
 inline void cuda_check_id_matrix(const char* op, CMatrixView<std::int32_t, device_space> ids, index_t limit) {
   using namespace cuda_kernels;
   const index_t n = ids.size();
@@ -757,8 +740,13 @@ inline void cuda_check_id_matrix(const char* op, CMatrixView<std::int32_t, devic
   const index_t b = bad / ids.extent(1), t = bad % ids.extent(1);
   std::int32_t id = 0;
   TRM_CUDA_CHECK(cudaMemcpy(&id, ids.data() + b * ids.stride(0) + t * ids.stride(1), sizeof(id), cudaMemcpyDeviceToHost));
-  throw ValueError(std::string(op) + ": id " + std::to_string(id) + " at [" + std::to_string(b) + ", " + std::to_string(t) +
-                   "] is out of range [0, " + std::to_string(limit) + ")");
+  const std::string where = ids.extent(1) == 1 ? "row " + std::to_string(b) : "[" + std::to_string(b) + ", " + std::to_string(t) + "]";
+  throw ValueError(std::string(op) + ": id " + std::to_string(id) + " at " + where + " is out of range [0, " +
+                   std::to_string(limit) + ")");
+}
+inline void cuda_check_ids(const char* op, CVectorView<std::int32_t, device_space> ids, index_t limit) {
+  cuda_check_id_matrix(op, CMatrixView<std::int32_t, device_space>(ids.data(), DynExtents<2>{ids.extent(0), 1}, {ids.stride(0), 1}),
+                       limit);
 }
 
 template <class T>
@@ -1127,7 +1115,8 @@ struct cuda {
       return;
     }
     const index_t positions = dout.extent(0) * dout.extent(1);
-    const index_t chunks = std::min<index_t>(positions, 256), chunk = (positions + chunks - 1) / chunks;
+    // About 256 chunks of consecutive positions (one block each; the grid's parallelism).
+    const index_t chunk = (positions + 255) / 256, chunks = (positions + chunk - 1) / chunk;
     auto& scratch = detail::CudaScratch::get();
     std::lock_guard<std::mutex> lock(scratch.mutex);
     T* partial = static_cast<T*>(scratch.workspace(std::size_t(chunks) * shared));
@@ -1166,13 +1155,8 @@ struct cuda {
                                     double grad_scale) {
     using namespace detail::cuda_kernels;
     const index_t b = logits.extent(0), l = logits.extent(1), v = logits.extent(2);
-    check_shape("token_loss: labels", std::vector<index_t>{b, l}, labels.shape());
+    TokenLossResult res = detail::token_loss_start(logits, labels, dlogits);
     const bool want_grad = dlogits.data() != nullptr;
-    if (want_grad) check_shape("token_loss: dlogits", std::vector<index_t>{b, l, v}, dlogits.shape());
-    TokenLossResult res;
-    res.count.assign(b, 0);
-    res.seq_correct.assign(b, 1);
-    res.accuracy.assign(b, 0.0);
     if (b == 0 || l == 0) return res;
     if (b * l >= INT_MAX) throw ShapeError("token_loss: at most 2^31 - 2 positions on trm::cuda, found " + std::to_string(b * l));
     auto& scratch = detail::CudaScratch::get();
@@ -1202,8 +1186,7 @@ struct cuda {
       const index_t r = bad / l, t = bad % l;
       std::int32_t y = 0;
       TRM_CUDA_CHECK(cudaMemcpy(&y, labels.data() + r * labels.stride(0) + t * labels.stride(1), sizeof(y), cudaMemcpyDeviceToHost));
-      throw ValueError("token_loss: label " + std::to_string(y) + " at [" + std::to_string(r) + ", " + std::to_string(t) +
-                       "] is outside [0, " + std::to_string(v) + ") and is not the ignore label -100");
+      detail::throw_bad_label(y, r, t, v);
     }
     std::vector<TokenRow> rows_h(static_cast<std::size_t>(b));
     TRM_CUDA_CHECK(cudaMemcpy(rows_h.data(), rows_out, rows_h.size() * sizeof(TokenRow), cudaMemcpyDeviceToHost));

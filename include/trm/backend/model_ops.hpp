@@ -105,6 +105,26 @@ inline void check_ids3(const char* op, index_t ids_b, index_t ids_l, index_t b, 
                      format_shape({ids_b, ids_l}));
 }
 
+// The shape checks of a token loss (labels [B, L], dlogits empty or [B, L, V]) and its empty
+// result (every backend's token_loss starts here).
+template <class Logits, class Labels, class Grad>
+TokenLossResult token_loss_start(const Logits& logits, const Labels& labels, const Grad& dlogits) {
+  const index_t b = logits.extent(0), l = logits.extent(1), v = logits.extent(2);
+  check_shape("token_loss: labels", std::vector<index_t>{b, l}, labels.shape());
+  if (dlogits.data() != nullptr) check_shape("token_loss: dlogits", std::vector<index_t>{b, l, v}, dlogits.shape());
+  TokenLossResult res;
+  res.count.assign(b, 0);
+  res.seq_correct.assign(b, 1);
+  res.accuracy.assign(b, 0.0);
+  return res;
+}
+
+// The error of a label outside [0, V) that is not the ignore label, at [r, t].
+[[noreturn]] inline void throw_bad_label(std::int32_t y, index_t r, index_t t, index_t v) {
+  throw ValueError("token_loss: label " + std::to_string(y) + " at [" + std::to_string(r) + ", " + std::to_string(t) +
+                   "] is outside [0, " + std::to_string(v) + ") and is not the ignore label -100");
+}
+
 // Token losses of SPEC §3, computed in double as the reference computes stablemax: per sequence,
 // the mean over supervised tokens (label != ignore), summed over the batch. dlogits (may be
 // empty) receives grad_scale * d(loss)/d(logits). Labels outside [0, V) other than ignore_label
@@ -113,13 +133,8 @@ template <class T>
 TokenLossResult host_token_loss(LossType type, CTensor3View<T> logits, CMatrixView<std::int32_t> labels, Tensor3View<T> dlogits,
                                 double grad_scale) {
   const index_t b = logits.extent(0), l = logits.extent(1), v = logits.extent(2);
-  check_shape("token_loss: labels", std::vector<index_t>{b, l}, labels.shape());
+  TokenLossResult res = token_loss_start(logits, labels, dlogits);
   const bool want_grad = dlogits.data() != nullptr;
-  if (want_grad) check_shape("token_loss: dlogits", std::vector<index_t>{b, l, v}, dlogits.shape());
-  TokenLossResult res;
-  res.count.assign(b, 0);
-  res.seq_correct.assign(b, 1);
-  res.accuracy.assign(b, 0.0);
   std::vector<double> s(v), p(v);
   for (index_t r = 0; r < b; ++r) {
     int count = 0, correct = 0;
@@ -133,9 +148,7 @@ TokenLossResult host_token_loss(LossType type, CTensor3View<T> logits, CMatrixVi
           for (index_t k = 0; k < v; ++k) dlogits(r, t, k) = T(0);
         continue;
       }
-      if (y < 0 || y >= v)
-        throw ValueError("token_loss: label " + std::to_string(y) + " at [" + std::to_string(r) + ", " + std::to_string(t) +
-                         "] is outside [0, " + std::to_string(v) + ") and is not the ignore label -100");
+      if (y < 0 || y >= v) throw_bad_label(y, r, t, v);
       index_t argmax = 0;
       for (index_t k = 1; k < v; ++k)
         if (logits(r, t, k) > logits(r, t, argmax)) argmax = k;
