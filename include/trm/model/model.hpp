@@ -215,7 +215,9 @@ class Model {
   }
 
  private:
-  void init_on_host(Rng& rng) {
+  void init_on_host(Rng& rng)
+    requires std::same_as<space, host_space>
+  {
     embed_tokens.init(rng);
     lm_head.init(rng);
     q_head.init(rng);
