@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Everything that needs a GPU, in one run of at most ~8 minutes on a GPU machine (docs/CUDA.md):
 #   1. the GPU binaries: test_backend_cuda, test_model_cuda (every op, layer and whole model on
-#      trm::cuda against the CPU and the fixtures), bench_cuda (benchmarks/bench_cuda.cu), and the
-#      launcher; taken from $TRM_GPU_BIN (built on a CPU machine by `bash tools/gpu_check.sh
+#      trm::cuda against the CPU and the fixtures), cuda_nvcc_model_cuda (a training call and a solve),
+#      bench_cuda (benchmarks/bench_cuda.cu), and the launcher; taken from $TRM_GPU_BIN (built on a CPU machine by `bash tools/gpu_check.sh
 #      --build-only` and carried with the working tree) or configured and built here;
 #   2. every GPU test (doctest), with a time limit each;
 #   3. the GPU benchmarks (JSON);
@@ -22,7 +22,7 @@ root=$(pwd)
 out=${OUT:-/tmp/gpu_check}
 mkdir -p "$out"
 bin=${TRM_GPU_BIN:-$root/build-gpu/bin}
-targets=(trm_gpu_launcher test_backend_cuda test_model_cuda bench_cuda)
+targets=(trm_gpu_launcher test_backend_cuda test_model_cuda cuda_nvcc_model_cuda bench_cuda)
 
 build() {
     local dir=$root/build-gpu
@@ -32,7 +32,8 @@ build() {
         { tail -20 "$out/configure.log"; return 1; }
     cmake --build "$dir" -j"$(nproc)" --target "${targets[@]}" >"$out/build.log" 2>&1 || { grep -m5 -A5 error "$out/build.log"; return 1; }
     mkdir -p "$dir/bin"
-    cp "$dir/tests/trm_gpu_launcher" "$dir/tests/test_backend_cuda" "$dir/tests/test_model_cuda" "$dir/benchmarks/bench_cuda" "$dir/bin/"
+    cp "$dir/tests/trm_gpu_launcher" "$dir/tests/test_backend_cuda" "$dir/tests/test_model_cuda" "$dir/tests/cuda_nvcc_model_cuda" \
+       "$dir/benchmarks/bench_cuda" "$dir/bin/"
     strip "$dir/bin/"* 2>/dev/null || true
     # Libraries a GPU machine may lack (not CUDA's, not the C/C++ runtime): carried beside the binaries.
     # (Without OpenBLAS: the CPU side of the comparisons uses Eigen's GEMM, and the carry stays small.)
@@ -63,9 +64,12 @@ echo "gpu_check: binaries from $bin ($(( $(date +%s) - start )) s)"
 
 export TRM_TEST_DATA_DIR=$root/tests/data
 export LD_LIBRARY_PATH=$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-for t in test_backend_cuda test_model_cuda; do
+for t in cuda_nvcc_model_cuda test_backend_cuda test_model_cuda; do
+    [[ -x $bin/$t ]] || { echo "gpu_check: no $bin/$t"; status=1; continue; }
     echo "=== $t"
-    timeout 180 "$bin/$t" --duration=true >"$out/$t.log" 2>&1
+    args=(--duration=true)
+    [[ $t == cuda_* ]] && args=()
+    timeout 180 "$bin/$t" "${args[@]}" >"$out/$t.log" 2>&1
     rc=$?
     tail -4 "$out/$t.log"
     grep -E "MESSAGE|vs CPU|bf16 GEMMs|worst" "$out/$t.log" | head -40 >"$out/$t.messages.txt" || true
