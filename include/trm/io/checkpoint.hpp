@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "../core/config.hpp"
+#include "../core/tensor.hpp"
 #include "safetensors.hpp"
 
 namespace trm {
